@@ -1,0 +1,1 @@
+"""Hydra configuration tree shipped with sac_runner (lives at the repository top level as conf/)."""

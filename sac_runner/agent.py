@@ -1,0 +1,50 @@
+"""Factories: build the SAC agent (networks, target, log alpha, optimizers) from the config."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import math
+
+import torch
+
+from sac_runner.networks import CriticEnsemble, SquashedGaussianActor
+from sac_runner.sac import SAC
+
+
+def optimizer_class(classname: str) -> type[torch.optim.Optimizer]:
+    """Resolve 'torch.optim.Adam' (or any importable dotted path) to an Optimizer subclass."""
+    module_name, _, attr = str(classname).rpartition(".")
+    if not module_name:
+        raise ValueError(f"'{classname}' is not a dotted path such as torch.optim.Adam")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        raise ValueError(f"'{classname}' cannot be imported") from None
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f"'{classname}' is not a torch.optim.Optimizer")
+    return cls
+
+
+def make_optimizer(opt_cfg, params) -> torch.optim.Optimizer:
+    kwargs = {k: v for k, v in dict(opt_cfg).items() if k != "classname"}
+    return optimizer_class(opt_cfg.classname)(params, **kwargs)
+
+
+def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device) -> SAC:
+    arch, algo = cfg.architecture, cfg.algorithm
+    actor = SquashedGaussianActor(obs_dim, act_dim, list(arch.actor_hidden_sizes), arch.activation,
+                                  arch.log_std_min, arch.log_std_max).to(device)
+    critic = CriticEnsemble(obs_dim, act_dim, list(arch.critic_hidden_sizes), arch.activation,
+                            arch.n_critics).to(device)
+    target_critic = copy.deepcopy(critic)
+    learn_alpha = algo.entropy_mode == "auto"
+    log_alpha = torch.tensor(math.log(algo.init_entropy_coef), dtype=torch.float32, device=device)
+    target_entropy = float(-act_dim if algo.target_entropy is None else algo.target_entropy)
+    agent = SAC(actor, critic, target_critic, log_alpha, (None, None, None), gamma=float(algo.discount),
+                tau=float(algo.tau), target_entropy=target_entropy, learn_alpha=learn_alpha,
+                max_grad_norm=algo.max_grad_norm)
+    agent.actor_optimizer = make_optimizer(cfg.actor_optimizer, agent.actor.parameters())
+    agent.critic_optimizer = make_optimizer(cfg.critic_optimizer, agent.critic.parameters())
+    agent.alpha_optimizer = make_optimizer(cfg.entropy_coef_optimizer, [agent.log_alpha]) if learn_alpha else None
+    return agent

@@ -1,0 +1,64 @@
+"""A preallocated replay buffer of torch tensors, sampled uniformly by index."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sac_runner.sac import Batch
+
+FIELDS = ("obs", "act", "rew", "next_obs", "terminated")
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0):
+        self.capacity, self.device = int(capacity), torch.device(device)
+        shapes = {"obs": (obs_dim,), "act": (act_dim,), "rew": (), "next_obs": (obs_dim,), "terminated": ()}
+        self.data = {k: torch.zeros((self.capacity, *s), dtype=torch.float32, device=self.device)
+                     for k, s in shapes.items()}
+        self.pos = 0  # next slot to write
+        self.size = 0  # number of valid slots
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, act, rew, next_obs, terminated) -> None:
+        """Store a batch of n transitions (one per sub-environment), overwriting the oldest when full."""
+        values = dict(obs=obs, act=act, rew=rew, next_obs=next_obs, terminated=terminated)
+        n = len(obs)
+        if n > self.capacity:
+            raise ValueError(f"cannot add {n} transitions to a buffer of capacity {self.capacity}")
+        idx = (self.pos + torch.arange(n)) % self.capacity
+        idx = idx.to(self.device)
+        for k, v in values.items():
+            t = torch.as_tensor(np.asarray(v, dtype=np.float32)).to(self.device, non_blocking=True)
+            self.data[k].index_copy_(0, idx, t.reshape(n, *self.data[k].shape[1:]))
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> Batch:
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
+        return Batch(*(self.data[k][idx] for k in FIELDS))
+
+    # --- persistence (the trainer decides whether the contents are saved) ---
+    def state_dict(self, with_data: bool = True) -> dict:
+        state = {"pos": self.pos, "size": self.size, "capacity": self.capacity,
+                 "generator": self.generator.get_state()}
+        if with_data:
+            state["data"] = {k: v[: self.size].cpu() for k, v in self.data.items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(f"replay buffer capacity {state['capacity']} does not match {self.capacity}")
+        self.generator.set_state(state["generator"])
+        if "data" in state:
+            self.pos, self.size = int(state["pos"]), int(state["size"])
+            for k, v in state["data"].items():
+                self.data[k][: self.size] = v.to(self.device)
+        else:
+            self.pos, self.size = 0, 0

@@ -1,0 +1,151 @@
+"""Config validation: every problem is one line naming the key and the fix, raised before anything is built."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import gymnasium as gym
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from sac_runner import envs as _envs  # registers CartPoleContinuous-v1
+from sac_runner.agent import optimizer_class
+from sac_runner.networks import ACTIVATIONS
+
+
+class ConfigError(Exception):
+    """A user-facing configuration problem; str() is a single line."""
+
+
+def _fail(key, value, expected, fix):
+    raise ConfigError(f"{key}={value!r} {expected}; {fix}")
+
+
+def _get(cfg, key):
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except Exception:  # missing mandatory value (???)
+        raise ConfigError(f"{key} is required but not set; add {key}=<value> to the command line") from None
+
+
+def _int(cfg, key, minimum, example):
+    v = _get(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or (isinstance(v, float) and not v.is_integer()):
+        _fail(key, v, "is not an integer", f"use e.g. {key}={example}")
+    if v < minimum:
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        _fail(key, v, f"must be {bound}", f"use e.g. {key}={example}")
+    OmegaConf.update(cfg, key, int(v))  # 1e6 on the command line arrives as a float
+    return int(v)
+
+
+def _float(cfg, key, lo, hi, example, lo_open=True, hi_open=False, optional=False):
+    v = _get(cfg, key)
+    if v is None and optional:
+        return None
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+        _fail(key, v, "is not a finite number", f"use e.g. {key}={example}")
+    low_ok = lo is None or (v > lo if lo_open else v >= lo)
+    high_ok = hi is None or (v < hi if hi_open else v <= hi)
+    if not (low_ok and high_ok):
+        interval = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{')' if hi_open or hi is None else ']'}"
+        _fail(key, v, f"is outside {interval}", f"use e.g. {key}={example}")
+    OmegaConf.update(cfg, key, float(v))
+    return float(v)
+
+
+def _choice(cfg, key, choices):
+    v = _get(cfg, key)
+    if v not in choices:
+        _fail(key, v, f"is not one of {', '.join(map(str, choices))}", f"use e.g. {key}={choices[0]}")
+    return v
+
+
+def _sizes(cfg, key):
+    v = _get(cfg, key)
+    if not isinstance(v, (list, ListConfig)) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v
+    ):
+        _fail(key, OmegaConf.to_object(v) if isinstance(v, ListConfig) else v,
+              "must be a list of positive integers", f"use e.g. '{key}=[256,256]'")
+
+
+def validate_env(cfg: DictConfig) -> None:
+    env_id = _get(cfg, "env.id")
+    if not isinstance(env_id, str) or not env_id:
+        _fail("env.id", env_id, "is not a Gymnasium id", "use e.g. env=Pendulum-v1 or env=generic env.id=MountainCarContinuous-v0")
+    try:
+        gym.spec(env_id)
+    except gym.error.Error:
+        raise ConfigError(
+            f"env.id={env_id!r} is not a registered Gymnasium environment; use one of the env presets "
+            f"(env=CartPoleContinuous-v1, env=Pendulum-v1) or env=generic env.id=<a registered id>, "
+            f"installing its extra first (e.g. pip install 'sac_runner[mujoco]')"
+        ) from None
+    try:
+        probe = _envs.make_env(cfg.env)
+    except Exception as e:  # missing optional dependency, bad kwargs, ...
+        msg = " ".join(str(e).split())[:300]
+        raise ConfigError(f"env.id={env_id!r} could not be created ({type(e).__name__}: {msg}); "
+                          f"check env.kwargs and the environment's extra dependencies") from None
+    try:
+        act, obs = probe.action_space, probe.observation_space
+    finally:
+        probe.close()
+    if not isinstance(act, gym.spaces.Box):
+        raise ConfigError(f"env.id={env_id!r} has a {type(act).__name__} action space; SAC here needs a "
+                          f"continuous Box action space (e.g. env=CartPoleContinuous-v1 instead of CartPole-v1)")
+    if not (act.is_bounded("both")):
+        raise ConfigError(f"env.id={env_id!r} has an unbounded action space; SAC's tanh policy needs finite "
+                          f"bounds (wrap it with gymnasium.wrappers.ClipAction in a registered env)")
+    if not isinstance(obs, gym.spaces.Box):
+        raise ConfigError(f"env.id={env_id!r} has a {type(obs).__name__} observation space; only Box "
+                          f"observations are supported (flatten it in a registered wrapper)")
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check types and ranges of every key we use, normalising numbers in place. Returns cfg."""
+    with open_dict(cfg):
+        _int(cfg, "seed", 0, 1)
+        _choice(cfg, "device", ["cpu", "cuda", "auto"])
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device='cuda' but no CUDA device is available; use device=cpu or device=auto")
+        _int(cfg, "threads", 1, 1)
+
+        a = "algorithm"
+        total = _int(cfg, f"{a}.total_steps", 1, 100000)
+        _int(cfg, f"{a}.n_envs", 1, 1)
+        _int(cfg, f"{a}.learning_starts", 0, 5000)
+        buffer = _int(cfg, f"{a}.buffer_size", 1, 1000000)
+        batch = _int(cfg, f"{a}.batch_size", 1, 256)
+        if batch > buffer:
+            raise ConfigError(f"{a}.batch_size={batch} is larger than {a}.buffer_size={buffer}; "
+                              f"lower the batch size or raise the buffer size")
+        _float(cfg, f"{a}.discount", 0.0, 1.0, 0.99)
+        _float(cfg, f"{a}.tau", 0.0, 1.0, 0.005)
+        _float(cfg, f"{a}.utd_ratio", 0.0, None, 1.0)
+        _choice(cfg, f"{a}.entropy_mode", ["auto", "fixed"])
+        _float(cfg, f"{a}.init_entropy_coef", 0.0, None, 0.1)
+        _float(cfg, f"{a}.target_entropy", None, None, -1.0, optional=True)
+        _float(cfg, f"{a}.max_grad_norm", 0.0, None, 1.0, optional=True)
+        _int(cfg, f"{a}.eval_interval", 1, min(5000, total))
+        _int(cfg, f"{a}.nb_evals", 1, 10)
+        _int(cfg, f"{a}.log_interval", 1, 1000)
+
+        _sizes(cfg, "architecture.actor_hidden_sizes")
+        _sizes(cfg, "architecture.critic_hidden_sizes")
+        _choice(cfg, "architecture.activation", list(ACTIVATIONS))
+        lo = _float(cfg, "architecture.log_std_min", None, None, -5.0)
+        _float(cfg, "architecture.log_std_max", lo, None, 2.0)
+        _int(cfg, "architecture.n_critics", 1, 2)
+
+        for name in ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer"):
+            try:
+                optimizer_class(_get(cfg, f"{name}.classname"))
+            except ValueError as e:
+                raise ConfigError(f"{name}.classname: {e}; use e.g. {name}.classname=torch.optim.Adam") from None
+            _float(cfg, f"{name}.lr", 0.0, None, 3e-4)
+
+        validate_env(cfg)
+    return cfg

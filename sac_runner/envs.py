@@ -1,0 +1,129 @@
+"""Environments: our own CartPoleContinuous-v1, and the training / evaluation vector envs.
+
+Actions are exchanged with the agent in the normalised box [-1, 1]^|A|; `ActionScaler` maps
+them to the environment's own bounds, so the replay buffer and the critics never see raw units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+CARTPOLE_CONTINUOUS_ID = "CartPoleContinuous-v1"
+
+
+class CartPoleContinuousEnv(CartPoleEnv):
+    """Classic cart-pole with a continuous force: action a in [-1, 1] pushes with 10 * a newtons.
+
+    Dynamics, observation, reset distribution, termination and rendering are those of
+    Gymnasium's CartPole-v1 (Euler integration, dt = 0.02); the reward is +1 on every step,
+    the terminating one included, so a 500-step episode returns 500.
+    """
+
+    def __init__(self, render_mode: str | None = None):
+        super().__init__(render_mode=render_mode)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+    def step(self, action):
+        assert self.state is not None, "call reset() before step()"
+        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        force = self.force_mag * a
+        x, x_dot, theta, theta_dot = self.state
+        costheta, sintheta = math.cos(theta), math.sin(theta)
+        temp = (force + self.polemass_length * theta_dot**2 * sintheta) / self.total_mass
+        thetaacc = (self.gravity * sintheta - costheta * temp) / (
+            self.length * (4.0 / 3.0 - self.masspole * costheta**2 / self.total_mass)
+        )
+        xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
+        x = x + self.tau * x_dot
+        x_dot = x_dot + self.tau * xacc
+        theta = theta + self.tau * theta_dot
+        theta_dot = theta_dot + self.tau * thetaacc
+        self.state = np.array((x, x_dot, theta, theta_dot), dtype=np.float64)
+        terminated = bool(
+            x < -self.x_threshold
+            or x > self.x_threshold
+            or theta < -self.theta_threshold_radians
+            or theta > self.theta_threshold_radians
+        )
+        if self.render_mode == "human":
+            self.render()
+        return np.array(self.state, dtype=np.float32), 1.0, terminated, False, {}
+
+
+def register_envs() -> None:
+    """Register the environments sac_runner ships (idempotent)."""
+    if CARTPOLE_CONTINUOUS_ID not in gym.registry:
+        gym.register(
+            id=CARTPOLE_CONTINUOUS_ID,
+            entry_point=CartPoleContinuousEnv,
+            max_episode_steps=500,
+            reward_threshold=475.0,
+        )
+
+
+register_envs()
+
+
+class ActionScaler:
+    """Maps normalised actions in [-1, 1] to a Box action space's [low, high] and back."""
+
+    def __init__(self, space: gym.spaces.Box):
+        low = np.asarray(space.low, dtype=np.float64)
+        high = np.asarray(space.high, dtype=np.float64)
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise ValueError("action space bounds must be finite for a squashed SAC policy")
+        self.low, self.high = low, high
+        self.dtype = space.dtype
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        a = np.clip(action, -1.0, 1.0)
+        return (self.low + (a + 1.0) * 0.5 * (self.high - self.low)).astype(self.dtype)
+
+    def to_agent(self, env_action: np.ndarray) -> np.ndarray:
+        return (2.0 * (np.asarray(env_action, dtype=np.float64) - self.low) / (self.high - self.low) - 1.0).astype(
+            np.float32
+        )
+
+
+def _env_fn(env_cfg, render_mode: str | None = None):
+    kwargs = dict(env_cfg.get("kwargs") or {})
+    max_steps = env_cfg.get("max_episode_steps")
+
+    def make():
+        register_envs()  # worker processes of async vector envs import us afresh
+        extra = {"max_episode_steps": int(max_steps)} if max_steps else {}
+        return gym.make(env_cfg.id, render_mode=render_mode, **extra, **kwargs)
+
+    return make
+
+
+def make_env(env_cfg, render_mode: str | None = None) -> gym.Env:
+    """One environment, as configured in `cfg.env`."""
+    return _env_fn(env_cfg, render_mode)()
+
+
+def make_vector_env(env_cfg, n_envs: int) -> gym.vector.VectorEnv:
+    """`n_envs` copies in one synchronous vector env with SAME_STEP autoreset.
+
+    With SAME_STEP, the observation returned for a finished sub-environment is already the
+    first observation of its next episode, and the true last observation of the finished
+    episode is in ``infos["final_obs"]``; no step is ever a "reset step" to be dropped.
+    """
+    return SyncVectorEnv([_env_fn(env_cfg) for _ in range(n_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def transition_next_obs(next_obs: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray:
+    """The s' to store for each sub-env: the true last observation where an episode ended."""
+    if not np.any(done):
+        return next_obs
+    real = np.array(next_obs, copy=True)
+    final = infos["final_obs"]
+    mask = infos.get("_final_obs", done)
+    for i in np.flatnonzero(mask):
+        real[i] = final[i]
+    return real

@@ -1,0 +1,102 @@
+"""Networks: an MLP, the squashed Gaussian actor and a batched critic ensemble."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
+LOG2 = math.log(2.0)
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, activation: str = "relu") -> nn.Sequential:
+    """Linear layers with an activation after *every* hidden layer (also the last one)."""
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(in_dim, h), ACTIVATIONS[activation]()]
+        in_dim = h
+    if out_dim is not None:
+        layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class SquashedGaussianActor(nn.Module):
+    """pi(a|s) = tanh(N(mu(s), sigma(s))): actions in [-1, 1]^act_dim."""
+
+    def __init__(self, obs_dim, act_dim, hidden, activation="relu", log_std_min=-5.0, log_std_max=2.0):
+        super().__init__()
+        self.backbone = mlp(obs_dim, hidden, None, activation)
+        width = hidden[-1] if len(hidden) else obs_dim
+        self.mean = nn.Linear(width, act_dim)
+        self.log_std = nn.Linear(width, act_dim)
+        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.backbone(obs)
+        # squash log sigma smoothly into [min, max] (no dead gradient as with clamp)
+        log_std = torch.tanh(self.log_std(h))
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1.0)
+        return self.mean(h), log_std
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action and its log-probability (summed over action dims)."""
+        mean, log_std = self(obs)
+        std = log_std.exp()
+        noise = torch.randn_like(mean)
+        u = mean + std * noise
+        log_prob = squashed_log_prob(u, noise, log_std)
+        return torch.tanh(u), log_prob
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        if deterministic:
+            return torch.tanh(self(obs)[0])
+        return self.sample(obs)[0]
+
+
+def squashed_log_prob(u: torch.Tensor, noise: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log pi(tanh(u)) for u = mean + std * noise ~ N(mean, std).
+
+    Gaussian part: -noise^2/2 - log std - log(2 pi)/2. Change of variables through tanh:
+    -log(1 - tanh(u)^2) = -2 (log 2 - u - softplus(-2u)), which is exact and never takes log(0).
+    """
+    gauss = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+    log_det = 2.0 * (LOG2 - u - F.softplus(-2.0 * u))
+    return (gauss - log_det).sum(-1)
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent linear layers applied in one batched matmul: (n, B, in) -> (n, B, out)."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)  # the same init as nn.Linear, member by member
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """Q_1..Q_n(s, a) as one module: a single call evaluates every member, output (n, B)."""
+
+    def __init__(self, obs_dim, act_dim, hidden, activation="relu", n: int = 2):
+        super().__init__()
+        self.n = n
+        dims = [obs_dim + act_dim, *hidden]
+        layers: list[nn.Module] = []
+        for i, o in zip(dims[:-1], dims[1:]):
+            layers += [EnsembleLinear(n, i, o), ACTIVATIONS[activation]()]
+        layers.append(EnsembleLinear(n, dims[-1], 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, act], dim=-1)
+        x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
+        return self.net(x).squeeze(-1)

@@ -1,0 +1,97 @@
+"""Soft Actor-Critic (Haarnoja et al., 2018): the losses and one update step.
+
+Notation: s, a, r, s', d = a replay batch (d = 1 only on *termination*; a time-limit
+truncation keeps bootstrapping), gamma the discount, alpha = exp(log_alpha) the entropy
+coefficient, Q_i the critic ensemble, Qbar_i its Polyak-averaged target, pi the actor.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor  # (B, obs_dim)
+    act: torch.Tensor  # (B, act_dim), in [-1, 1]
+    rew: torch.Tensor  # (B,)
+    next_obs: torch.Tensor  # (B, obs_dim)
+    terminated: torch.Tensor  # (B,) float, 1.0 where s' is terminal
+
+
+def critic_loss(actor, critic, target_critic, batch: Batch, alpha: torch.Tensor, gamma: float):
+    """J_Q = sum_i E[(Q_i(s, a) - y)^2],  y = r + gamma (1 - d) (min_i Qbar_i(s', a') - alpha log pi(a'|s')),
+    with a' ~ pi(.|s') sampled fresh. The target carries no gradient."""
+    with torch.no_grad():
+        next_act, next_logp = actor.sample(batch.next_obs)
+        next_q = target_critic(batch.next_obs, next_act).min(dim=0).values
+        y = batch.rew + gamma * (1.0 - batch.terminated) * (next_q - alpha * next_logp)
+    q = critic(batch.obs, batch.act)  # (n_critics, B)
+    loss = (q - y).pow(2).mean(dim=1).sum()
+    return loss, q.detach()
+
+
+def actor_loss(actor, critic, obs: torch.Tensor, alpha: torch.Tensor):
+    """J_pi = E_s[alpha log pi(a|s) - min_i Q_i(s, a)],  a = tanh(mu + sigma * eps) (reparameterised).
+    The critic is called with detached parameters, so this loss puts no gradient on it."""
+    act, logp = actor.sample(obs)
+    frozen = {name: p.detach() for name, p in critic.named_parameters()}
+    q = functional_call(critic, frozen, (obs, act)).min(dim=0).values
+    return (alpha * logp - q).mean(), logp.detach()
+
+
+def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: float):
+    """J_alpha = E[-alpha (log pi(a|s) + Hbar)]: alpha grows when the entropy -log pi falls below Hbar."""
+    return -(log_alpha.exp() * (logp.detach() + target_entropy)).mean()
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Qbar <- (1 - tau) Qbar + tau Q."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+class SAC(nn.Module):
+    """Actor, critic ensemble, target critics, log alpha and their optimizers; `update` is one gradient step."""
+
+    def __init__(self, actor, critic, target_critic, log_alpha, optimizers, *, gamma, tau, target_entropy,
+                 learn_alpha, max_grad_norm=None):
+        super().__init__()
+        self.actor, self.critic, self.target_critic = actor, critic, target_critic
+        self.target_critic.requires_grad_(False)
+        self.log_alpha = nn.Parameter(log_alpha, requires_grad=learn_alpha)
+        self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer = optimizers
+        self.gamma, self.tau, self.target_entropy = gamma, tau, target_entropy
+        self.learn_alpha, self.max_grad_norm = learn_alpha, max_grad_norm
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def _step(self, optimizer, loss, params):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        optimizer.step()
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        alpha = self.alpha
+        q_loss, q = critic_loss(self.actor, self.critic, self.target_critic, batch, alpha, self.gamma)
+        self._step(self.critic_optimizer, q_loss, self.critic.parameters())
+
+        pi_loss, logp = actor_loss(self.actor, self.critic, batch.obs, alpha)
+        self._step(self.actor_optimizer, pi_loss, self.actor.parameters())
+
+        stats = {"loss/critic": q_loss.detach(), "loss/actor": pi_loss.detach(), "q/mean": q.mean(),
+                 "q/min": q.min(), "q/max": q.max(), "entropy": -logp.mean(), "alpha": alpha}
+        if self.learn_alpha:
+            a_loss = alpha_loss(self.log_alpha, logp, self.target_entropy)
+            self._step(self.alpha_optimizer, a_loss, [self.log_alpha])
+            stats["loss/alpha"] = a_loss.detach()
+
+        polyak_update(self.target_critic, self.critic, self.tau)
+        return stats
