@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -58,6 +59,8 @@ def run(cfg: DictConfig) -> float:
         summary = trainer.train()
     finally:
         trainer.close()
+    summary["evals"] = trainer.progress.evals
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print_summary(summary)
     return float(summary["best_return"])
 

@@ -7,6 +7,11 @@ them to the environment's own bounds, so the replay buffer and the critics never
 from __future__ import annotations
 
 import math
+import os
+
+# pygame (used for rgb_array rendering) must not look for a display or a sound card
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 import gymnasium as gym
 import numpy as np
