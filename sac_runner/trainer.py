@@ -145,7 +145,7 @@ class Trainer:
 
     def learn(self) -> dict | None:
         p, algo = self.progress, self.algo
-        if p.env_steps < algo.learning_starts:
+        if p.env_steps - algo.n_envs < algo.learning_starts:  # only steps collected after the warm-up count
             return None
         p.update_debt += algo.n_envs * algo.utd_ratio
         stats = None

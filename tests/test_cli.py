@@ -1,0 +1,107 @@
+"""End to end: `sac-train` as a user runs it, from a temporary directory."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sac_runner.config import validate
+from sac_runner.trainer import Trainer
+from tests.conftest import TINY, make_cfg
+
+
+def sac_train(*args, cwd):
+    exe = shutil.which("sac-train")
+    cmd = [exe] if exe else [sys.executable, "-m", "sac_runner.cli"]
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_sac_train_writes_a_complete_run_directory(tmp_path):
+    proc = sac_train(*TINY, "seed=5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = list((tmp_path / "outputs" / "CartPoleContinuous-v1").glob("*/*"))
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert str(run) in proc.stdout and "best eval return" in proc.stdout  # the end-of-run summary
+
+    cfg = (run / "config.yaml").read_text()
+    assert "id: CartPoleContinuous-v1" in cfg and "total_steps: 300" in cfg and "seed: 5" in cfg
+    assert (run / ".hydra" / "overrides.yaml").exists()
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ["eval/return_mean", "eval/return_min", "eval/return_max", "train/loss/critic", "train/loss/actor",
+                "train/loss/alpha", "train/alpha", "train/entropy", "train/q/mean", "train/episode_return",
+                "time/steps_per_second"]:
+        assert tag in tags, f"{tag} missing from {sorted(tags)}"
+    assert [e.step for e in events.Scalars("eval/return_mean")] == [150, 300]
+
+    for name in ("last.pt", "best.pt"):
+        ckpt = torch.load(run / "checkpoints" / name, weights_only=True)
+        assert ckpt["env_id"] == "CartPoleContinuous-v1" and ckpt["config"]["seed"] == 5
+        assert {"actor", "critic", "target_critic", "log_alpha", "optimizers", "progress"} <= set(ckpt)
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["env_steps"] == 300
+
+    import imageio_ffmpeg
+
+    frames, secs = imageio_ffmpeg.count_frames_and_secs(str(run / "videos" / "best_agent.mp4"))
+    assert frames >= 2 and secs > 0
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] == 300 and len(summary["evals"]) == 2
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["algorithm.tau=1.5"], "algorithm.tau=1.5 is outside (0.0, 1.0]"),
+    (["algorithm.batch_size=512", "algorithm.buffer_size=64"], "is larger than algorithm.buffer_size=64"),
+    (["env=generic", "env.id=CartPole-v1"], "Discrete action space"),
+    (["env=generic", "env.id=NoSuchEnv-v0"], "is not a registered Gymnasium environment"),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, needle):
+    proc = sac_train(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("sac-train: error: ")
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not list(tmp_path.glob("outputs/**/checkpoints"))  # nothing was built
+
+
+def test_unknown_env_preset_fails_cleanly(tmp_path):
+    proc = sac_train("env=NoSuchPreset", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "NoSuchPreset" in proc.stderr
+
+
+def run_in_process(tmp_path, *overrides):
+    cfg = validate(make_cfg(*TINY, "save_video=false", *overrides))
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    return np.array(trainer.progress.evals), trainer
+
+
+def test_seeded_runs_are_reproducible_on_cpu(tmp_path):
+    a, ta = run_in_process(tmp_path / "a", "seed=3")
+    b, tb = run_in_process(tmp_path / "b", "seed=3")
+    c, _ = run_in_process(tmp_path / "c", "seed=4")
+    np.testing.assert_array_equal(a, b)
+    for k, v in ta.agent.actor.state_dict().items():
+        assert torch.equal(v, tb.agent.actor.state_dict()[k])
+    assert not np.array_equal(a[:, 1:], c[:, 1:])
+
+
+def test_update_to_data_ratio_sets_the_number_of_gradient_steps(tmp_path):
+    _, t = run_in_process(tmp_path / "a", "algorithm.utd_ratio=0.5", "algorithm.n_envs=4", "algorithm.eval_interval=300")
+    assert t.progress.updates == (300 - 100) // 2
+    _, t = run_in_process(tmp_path / "b", "algorithm.utd_ratio=2", "algorithm.eval_interval=300")
+    assert t.progress.updates == (300 - 100) * 2
