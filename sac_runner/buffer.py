@@ -53,12 +53,28 @@ class ReplayBuffer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        if int(state["capacity"]) != self.capacity:
-            raise ValueError(f"replay buffer capacity {state['capacity']} does not match {self.capacity}")
+        """Load a state_dict(); the capacity may differ (a resumed run given a larger step budget).
+
+        Into a different capacity, the saved transitions are stored oldest first and the newest ones that
+        fit are kept; a buffer that never wrapped keeps its exact layout, so sampling stays identical.
+        """
+        saved_capacity, pos, size = int(state["capacity"]), int(state["pos"]), int(state["size"])
         self.generator.set_state(state["generator"])
-        if "data" in state:
-            self.pos, self.size = int(state["pos"]), int(state["size"])
-            for k, v in state["data"].items():
-                self.data[k][: self.size] = v.to(self.device)
-        else:
-            self.pos, self.size = 0, 0
+        self.pos, self.size = 0, 0
+        if "data" not in state:
+            return
+        data = {k: v.to(self.device) for k, v in state["data"].items()}
+        if set(data) != set(FIELDS) or any(len(v) != size for v in data.values()):
+            raise ValueError("the saved replay buffer is incomplete")
+        if saved_capacity == self.capacity:
+            for k, v in data.items():
+                self.data[k][:size] = v
+            self.pos, self.size = pos, size
+            return
+        if size == saved_capacity and pos != 0:  # wrapped: put it in chronological order
+            order = torch.cat([torch.arange(pos, size), torch.arange(0, pos)]).to(self.device)
+            data = {k: v[order] for k, v in data.items()}
+        keep = min(size, self.capacity)
+        for k, v in data.items():
+            self.data[k][:keep] = v[size - keep:]
+        self.size, self.pos = keep, keep % self.capacity

@@ -8,14 +8,38 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 # pygame (used for rgb_array rendering) must not look for a display or a sound card
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
+
+def _default_mujoco_gl() -> None:
+    """Headless MuJoCo rendering: without a display, use EGL (GPU drivers) or else OSMesa (software),
+    whichever library is installed. An explicit MUJOCO_GL always wins."""
+    if "MUJOCO_GL" in os.environ or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if not sys.platform.startswith("linux"):
+        return
+    from ctypes.util import find_library
+
+    for backend, lib in (("egl", "EGL"), ("osmesa", "OSMesa")):
+        if find_library(lib):
+            os.environ["MUJOCO_GL"] = backend
+            if backend == "osmesa":
+                os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+            return
+
+
+_default_mujoco_gl()
+
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 CARTPOLE_CONTINUOUS_ID = "CartPoleContinuous-v1"
@@ -132,3 +156,57 @@ def transition_next_obs(next_obs: np.ndarray, infos: dict, done: np.ndarray) -> 
     for i in np.flatnonzero(mask):
         real[i] = final[i]
     return real
+
+
+# ---------------------------------------------------------------------------- saving environment state
+# Environments whose whole dynamic state is `unwrapped.state` (a NumPy array) plus their generator, so
+# that a checkpoint can restore them exactly. Others (MuJoCo, Box2D, ...) hold state in simulators that
+# Gymnasium gives no access to; a resumed run starts fresh episodes there.
+RESTORABLE_ENVS = (CartPoleEnv, PendulumEnv, Continuous_MountainCarEnv)
+
+
+def _time_limit(env):
+    while env is not None:
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def get_env_states(vec_env) -> list[dict] | None:
+    """The state of each sub-environment of a SyncVectorEnv as tensors and plain values, or None when
+    one of them is not a RESTORABLE_ENVS environment."""
+    envs = getattr(vec_env, "envs", None)
+    if envs is None:
+        return None
+    states = []
+    for env in envs:
+        u = env.unwrapped
+        if not isinstance(u, RESTORABLE_ENVS) or not isinstance(getattr(u, "state", None), np.ndarray):
+            return None
+        limit = _time_limit(env)
+        states.append({
+            "state": torch.from_numpy(np.array(u.state)),
+            "np_random": u.np_random.bit_generator.state,
+            "elapsed_steps": None if limit is None else limit._elapsed_steps,
+            "steps_beyond_terminated": getattr(u, "steps_beyond_terminated", None),
+        })
+    return states
+
+
+def set_env_states(vec_env, states: list[dict]) -> bool:
+    """Put back what get_env_states saved, into a `vec_env` that has been reset. False (nothing changed)
+    if its sub-environments are not the restorable kind or not as many as the saved ones."""
+    envs = getattr(vec_env, "envs", None)
+    if envs is None or len(envs) != len(states) or get_env_states(vec_env) is None:
+        return False
+    for env, s in zip(envs, states):
+        u = env.unwrapped
+        u.state = s["state"].numpy().copy()
+        u.np_random.bit_generator.state = s["np_random"]
+        limit = _time_limit(env)
+        if limit is not None and s["elapsed_steps"] is not None:
+            limit._elapsed_steps = int(s["elapsed_steps"])
+        if hasattr(u, "steps_beyond_terminated"):
+            u.steps_beyond_terminated = s["steps_beyond_terminated"]
+    return True

@@ -1,0 +1,182 @@
+"""Run directories: recognise one, choose where a run writes, and rebuild the config that resumes it.
+
+A run directory holds `config.yaml` (the resolved config) and `checkpoints/`. A multirun job
+directory (`outputs/multirun/<date>/<time>/<n>/`) is one as well; the sweep directory above it is not.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from sac_runner.config import ConfigError
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - hydra-core >= 1.1 has it
+    Callback = object
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+
+# the only keys `sac-train resume=<run dir> ...` may change; everything else comes from the run's config.yaml
+RESUME_OVERRIDABLE = (
+    "algorithm.total_steps",
+    "checkpoint.save_replay_buffer",
+    "progress",
+    "save_video",
+    "device",
+    "threads",
+)
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() and (path / CHECKPOINT_DIR).is_dir()
+
+
+def check_run_dir(path) -> Path:
+    """Return `path` resolved if it is a run directory; raise a one-line ConfigError saying what it is otherwise."""
+    p = Path(str(path)).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{p} does not exist")
+    if not p.is_dir():
+        raise ConfigError(f"{p} is a file, not a run directory (the one holding {CONFIG_FILE} and {CHECKPOINT_DIR}/)")
+    if not is_run_dir(p):
+        try:
+            jobs = sorted((c for c in p.iterdir() if c.is_dir() and is_run_dir(c)), key=lambda c: c.name)
+        except OSError:
+            jobs = []
+        if jobs:
+            names = ", ".join(str(j) for j in jobs[:3]) + (", ..." if len(jobs) > 3 else "")
+            raise ConfigError(f"{p} is not a run directory but holds runs (a multirun sweep?); pass one of "
+                              f"them ({names})")
+        raise ConfigError(f"{p} is not a sac_runner run directory (it has no {CONFIG_FILE} and {CHECKPOINT_DIR}/)")
+    return p.resolve()
+
+
+def check_writable_dir(path, what: str = "the run directory",
+                       fix: str = "choose another one with hydra.run.dir=<path>") -> None:
+    """Raise ConfigError unless `path` exists as a writable directory or could be created."""
+    p = Path(str(path)).expanduser().absolute()
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"cannot create {what} {p}: {probe} is not a directory; {fix}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create {what} {p}: {probe} is not writable; {fix}")
+
+
+def _run_dir_resolver(resume, default: str) -> str:
+    """hydra.run.dir: the run being resumed, or else the fresh timestamped default."""
+    return default if resume is None else str(Path(str(resume)).expanduser().absolute())
+
+
+def _hydra_subdir_resolver(resume, stamp: str) -> str:
+    """hydra.output_subdir: a resumed run keeps its original .hydra/ files and gets its own beside them."""
+    return ".hydra" if resume is None else f".hydra/resume-{stamp}"
+
+
+class RunDirCallback(Callback):
+    """Hydra callback (conf/config.yaml: hydra.callbacks.run_dir). Before Hydra creates the run directory,
+    check it: a resume must name an existing run, a new directory must be creatable. One line, exit 2."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        resume = OmegaConf.select(config, "resume")
+        try:
+            if resume is not None:
+                try:
+                    check_run_dir(resume)
+                except ConfigError as e:
+                    raise ConfigError(f"resume={resume}: {e}") from None
+            check_writable_dir(config.hydra.run.dir)
+        except ConfigError as e:
+            # callbacks run inside Hydra, which would print a traceback for an exception; SystemExit passes
+            print(f"sac-train: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("sac_run_dir", _run_dir_resolver, replace=True)
+    OmegaConf.register_new_resolver("sac_hydra_subdir", _hydra_subdir_resolver, replace=True)
+
+
+def override_keys(task_overrides) -> list[str]:
+    """The config keys named by Hydra command-line overrides ('+a.b=1' -> 'a.b', 'env=X' -> 'env')."""
+    keys = []
+    for o in task_overrides:
+        key = str(o).split("=", 1)[0].lstrip("+~").strip()
+        if key:
+            keys.append(key)
+    return keys
+
+
+def resume_config(run_dir: Path, composed: DictConfig, task_overrides) -> DictConfig:
+    """The config of a resumed run: the run's own config.yaml, plus the few overrides a resume may carry."""
+    keys = [k for k in override_keys(task_overrides) if k != "resume"]
+    bad = [k for k in keys if k not in RESUME_OVERRIDABLE]
+    if bad:
+        raise ConfigError(f"{bad[0]} cannot be changed when resuming (the run's settings come from "
+                          f"{run_dir / CONFIG_FILE}); a resume accepts only {', '.join(RESUME_OVERRIDABLE)}")
+    try:
+        saved = OmegaConf.load(run_dir / CONFIG_FILE)
+    except Exception as e:  # unreadable or not YAML
+        raise ConfigError(f"cannot read {run_dir / CONFIG_FILE} ({type(e).__name__}); "
+                          f"the run cannot be resumed") from None
+    if not isinstance(saved, DictConfig) or "env" not in saved or "algorithm" not in saved:
+        raise ConfigError(f"{run_dir / CONFIG_FILE} is not a sac-train config; the run cannot be resumed")
+    # keys added to sac-train after the run was started take their current defaults
+    for key in composed:
+        if key not in saved:
+            OmegaConf.update(saved, key, composed[key], force_add=True)
+    if "checkpoint" in composed:
+        saved.checkpoint = OmegaConf.merge(composed.checkpoint, saved.checkpoint)
+    for key in keys:
+        OmegaConf.update(saved, key, OmegaConf.select(composed, key), force_add=True)
+    saved.resume = str(run_dir)
+    return saved
+
+
+def prepare_resume(cfg: DictConfig, task_overrides=(), multirun: bool = False) -> tuple[Path, DictConfig, dict]:
+    """For `sac-train resume=<run dir> [overrides]`: the run directory, its validated config and its last.pt.
+
+    `cfg` is the config composed for this invocation, `task_overrides` its command-line overrides.
+    """
+    from sac_runner.checkpoint import load_checkpoint
+    from sac_runner.config import validate
+
+    if multirun:
+        raise ConfigError("resume cannot be combined with --multirun; resume each job directory on its own")
+    try:
+        run_dir = check_run_dir(cfg.resume)
+    except ConfigError as e:
+        raise ConfigError(f"resume={cfg.resume}: {e}") from None
+    new = validate(resume_config(run_dir, cfg, list(task_overrides)))
+    last = run_dir / CHECKPOINT_DIR / "last.pt"
+    if not last.is_file():
+        raise ConfigError(f"resume={run_dir}: there is no {CHECKPOINT_DIR}/last.pt (the run stopped before its "
+                          f"first checkpoint); start it again instead")
+    ckpt = load_checkpoint(last)
+    steps, total = int((ckpt.get("progress") or {}).get("env_steps", 0)), int(new.algorithm.total_steps)
+    if steps >= total:
+        raise ConfigError(f"resume={run_dir}: the run already reached its budget (step {steps}, "
+                          f"algorithm.total_steps={total}); to train longer add "
+                          f"algorithm.total_steps=<more than {steps}>")
+    for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp-*"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
+    return run_dir, new, ckpt
+
+
+def resume_message(trainer) -> str:
+    """One line saying where a resumed run continues and what it could not restore."""
+    p = trainer.progress
+    line = f"sac-train: resuming {trainer.run_dir} at step {p.env_steps} of {trainer.algo.total_steps}"
+    if not trainer.env_restored:
+        line += "; the training environments start fresh episodes (their state cannot be saved)"
+    if trainer.refill_until:
+        line += (f"; the replay buffer was not saved: no gradient step until it holds {trainer.refill_until} "
+                 f"transitions again")
+    return line

@@ -1,0 +1,272 @@
+"""Faults: SIGTERM / SIGINT, a writer killed mid-checkpoint, NaN guard, pickled objects, full disk, unwritable output."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sac_runner.checkpoint import CheckpointError, load_checkpoint
+from sac_runner.config import validate
+from sac_runner.trainer import Trainer, TrainingError
+from tests.conftest import TINY, make_cfg
+
+torch.set_num_threads(1)
+
+
+def sac_train_cmd():
+    exe = shutil.which("sac-train")
+    return [exe] if exe else [sys.executable, "-m", "sac_runner.cli"]
+
+
+def sac_train(*args, cwd):
+    return subprocess.run([*sac_train_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HYDRA_FULL_ERROR="0"))
+
+
+def make_trainer(run_dir, *overrides):
+    cfg = validate(make_cfg(*TINY, "save_video=false", *overrides))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return Trainer(cfg, run_dir)
+
+
+def train(trainer, hook=None):
+    """train() with `hook(trainer)` called after each environment step."""
+    if hook is not None:
+        collect = trainer.collect_step
+
+        def collect_and_hook(obs):
+            out = collect(obs)
+            hook(trainer)
+            return out
+
+        trainer.collect_step = collect_and_hook
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
+
+
+def scalars(run_dir, tags):
+    """{tag: [(step, value), ...]} as TensorBoard shows them (events past a resume's purge step dropped)."""
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in tags}
+
+
+def wait_for(path: Path, proc, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"exited early: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------------- signals
+def test_sigterm_checkpoints_exits_and_cli_resume_matches_an_uninterrupted_run(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*sac_train_cmd(), *TINY, "save_video=false", "algorithm.total_steps=100000",
+                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(run / "checkpoints" / "last.pt", proc)  # the first evaluation, at step 150
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(f"resume with: sac-train resume={run}")
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    stopped = ckpt["progress"]["env_steps"]
+    assert 150 <= stopped < 600 and "resume" in ckpt
+    assert json.loads((run / "summary.json").read_text())["interrupted"] == "SIGTERM"
+
+    # continue it from the command line, to a budget of 600 steps: identical to 600 steps in one go
+    proc = sac_train(f"resume={run}", "algorithm.total_steps=600", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"resuming {run} at step {stopped} of 600" in proc.stdout
+    full = make_trainer(tmp_path / "full", "algorithm.total_steps=600")
+    train(full)
+    resumed = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert resumed["progress"]["evals"] == full.progress.evals
+    for k, v in full.agent.actor.state_dict().items():
+        assert torch.equal(resumed["actor"][k], v)
+
+    # the same directory and the same TensorBoard stream, with no step missing or repeated
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "run"]  # no stray Hydra output directory
+    assert "algorithm.total_steps=100000" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert len(list((run / ".hydra").glob("resume-*/overrides.yaml"))) == 1
+    assert "total_steps: 600" in (run / "config.yaml").read_text()
+    tags = ("eval/return_mean", "train/episode_return", "train/loss/critic", "time/updates")
+    assert scalars(run, tags) == scalars(tmp_path / "full", tags)
+
+
+def test_sigint_stops_after_the_step_and_a_second_one_stops_at_once(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    trainer = make_trainer(tmp_path / "a")
+
+    def one_sigint(t):
+        if t.progress.env_steps == 200:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    summary = train(trainer, one_sigint)
+    assert summary["interrupted"] == "SIGINT" and summary["env_steps"] == 200 and summary["video"] is None
+    assert load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["progress"]["env_steps"] == 200
+    assert signal.getsignal(signal.SIGINT) is before
+
+    trainer = make_trainer(tmp_path / "b")
+
+    def two_sigints(t):
+        if t.progress.env_steps == 200:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(trainer, two_sigints)
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["progress"]["env_steps"] == 150
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# ------------------------------------------------------------------------------------------- atomic writes
+WRITER = """
+import sys, torch
+from sac_runner.checkpoint import atomic_torch_save
+i = 0
+while True:
+    i += 1
+    atomic_torch_save({"format": 1, "actor": {}, "version": i, "payload": torch.full((3_000_000,), float(i))}, sys.argv[1])
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_a_complete_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
+        try:
+            wait_for(path, proc)
+            deadline = time.monotonic() + 60
+            while not list(tmp_path.glob(".last.pt.tmp-*")):  # a write is under way
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        ckpt = load_checkpoint(path)
+        assert ckpt["version"] >= 1 and torch.all(ckpt["payload"] == ckpt["version"])
+        for leftover in tmp_path.glob(".last.pt.tmp-*"):  # the killed writer's partial file, never last.pt
+            try:
+                load_checkpoint(leftover)
+            except CheckpointError as e:
+                assert "truncated or corrupted" in str(e)
+            leftover.unlink()
+
+
+# ------------------------------------------------------------------------------------------- NaN guard
+def test_a_nan_loss_stops_training_naming_step_and_quantity_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path)
+    update = trainer.agent.update
+
+    def poisoned_update(batch):
+        if trainer.progress.env_steps >= 170:  # after the checkpoint of step 150
+            with torch.no_grad():
+                next(trainer.agent.critic.parameters()).fill_(float("nan"))
+        return update(batch)
+
+    trainer.agent.update = poisoned_update
+    with pytest.raises(TrainingError) as e:
+        train(trainer)
+    msg, p = str(e.value), trainer.progress
+    assert 170 <= p.env_steps < 180 and "\n" not in msg
+    assert msg.startswith(f"critic loss became nan at env step {p.env_steps} (gradient step {p.updates}); training stopped")
+    assert f"the last good checkpoint, {tmp_path / 'checkpoints' / 'last.pt'} (step 150), is kept" in msg
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["progress"]["env_steps"] == 150
+    assert all(torch.isfinite(v).all() for v in ckpt["critic"].values())
+
+
+def test_non_finite_parameters_are_never_checkpointed(tmp_path):
+    trainer = make_trainer(tmp_path, "algorithm.total_steps=150")
+    train(trainer)
+    before = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+    with torch.no_grad():
+        trainer.agent.actor.mean.bias.fill_(float("inf"))
+    with pytest.raises(TrainingError, match=r"actor parameter mean.bias became inf at env step 150"):
+        trainer.save_last()
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_cli_reports_a_diverging_run_on_one_line(tmp_path):
+    proc = sac_train(*TINY, "save_video=false", "actor_optimizer.lr=1e30", "critic_optimizer.lr=1e30",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sac-train: error: ") and "at env step" in lines[0]
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+# ------------------------------------------------------------------------------------------- loading
+class Payload:
+    def __reduce__(self):  # what a malicious pickle would run on load
+        return (Path.touch, (Path(os.environ["SAC_TEST_MARKER"]),))
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("SAC_TEST_MARKER", str(marker))
+    torch.save({"format": 1, "actor": {}, "extra": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused") as e:
+        load_checkpoint(tmp_path / "evil.pt")
+    assert "\n" not in str(e.value) and not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------- disk
+def test_a_full_disk_at_a_checkpoint_is_one_clear_error(tmp_path):
+    trainer = make_trainer(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    full = tmp_path / "checkpoints" / f".best.pt.tmp-{os.getpid()}"  # where the first write goes
+    full.symlink_to("/dev/full")
+    with pytest.raises(TrainingError) as e:
+        train(trainer)
+    msg = str(e.value)
+    assert msg.startswith(f"cannot write {tmp_path / 'checkpoints' / 'best.pt'} (No space left on device)")
+    assert msg.endswith("then start the run again")  # no checkpoint yet: nothing to resume
+    assert not (tmp_path / "checkpoints" / "best.pt").exists() and not full.exists()
+
+
+def test_a_failing_tensorboard_write_is_one_clear_error(tmp_path, monkeypatch):
+    import errno
+
+    import sac_runner.trainer as trainer_module
+
+    class FullDiskWriter(trainer_module.SummaryWriter):
+        def add_scalar(self, tag, value, step=None, *args, **kwargs):
+            if step is not None and step > 200:  # as the writer thread reports it, at the next call
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "tensorboard" / "events"))
+            return super().add_scalar(tag, value, step, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "SummaryWriter", FullDiskWriter)
+    with pytest.raises(TrainingError) as e:
+        train(make_trainer(tmp_path))
+    assert str(e.value) == (f"cannot write {tmp_path / 'tensorboard' / 'events'} (No space left on device); free disk "
+                            f"space or fix the directory's permissions, then continue from step 150 with: "
+                            f"sac-train resume={tmp_path}")
+
+
+def test_an_unwritable_output_directory_is_reported_at_start(tmp_path):
+    (tmp_path / "afile").write_text("")
+    proc = sac_train(*TINY, f"hydra.run.dir={tmp_path / 'afile' / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot create the run directory" in lines[0] and "is not a directory" in lines[0]
+    assert "Traceback" not in proc.stderr
