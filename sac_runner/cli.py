@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sac_runner import runs, sweep
 from sac_runner.checkpoint import CheckpointError
 from sac_runner.config import ConfigError, validate
+from sac_runner.trainer import TrainingError
 
-OmegaConf.register_new_resolver("pid", lambda: os.getpid(), replace=True)
+# cached, so that a multirun's jobs (run in other processes by the joblib and submitit launchers)
+# resolve hydra.sweep.dir to the launching process's directory, not to one of their own
+OmegaConf.register_new_resolver("pid", lambda: os.getpid(), replace=True, use_cache=True)
+# hydra.run.dir and hydra.output_subdir: the run's own directory when resuming (sac_runner/runs.py)
+runs.register_resolvers()
 
 CONFIG_PATH = "pkg://sac_runner.conf"
 
@@ -43,11 +51,19 @@ def print_summary(s: dict) -> None:
 
 
 def run(cfg: DictConfig) -> float:
-    """Validate, train, and return the best evaluation return (the value a sweeper maximises)."""
+    """Validate, train, and return the objective (objective.metric of the evaluation history: the
+    value a sweeper maximises; NaN for a diverged run)."""
     from sac_runner.trainer import Trainer
 
+    resume_ckpt = None
+    if cfg.get("resume") is not None:  # continue a run in its own directory, with its own config
+        run_dir, cfg, resume_ckpt = runs.prepare_resume(cfg, HydraConfig.get().overrides.task, sweep.is_multirun())
+    else:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
     validate(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with open_dict(cfg):
+        cfg.threads = sweep.resolve_threads(cfg.threads)  # "auto": this job's share of the cores
+    sweep.limit_threads(cfg.threads)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -56,21 +72,41 @@ def run(cfg: DictConfig) -> float:
                           f"choose a writable one with hydra.run.dir=<path>") from None
     trainer = Trainer(cfg, run_dir)
     try:
+        if resume_ckpt is not None:
+            trainer.restore(resume_ckpt)
+            print(runs.resume_message(trainer), flush=True)
         summary = trainer.train()
     finally:
         trainer.close()
     summary["evals"] = trainer.progress.evals
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    value = sweep.objective(summary["evals"], cfg.objective.metric, cfg.objective.last)
+    summary["objective"] = value if math.isfinite(value) else None
+    try:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    except OSError as e:
+        raise TrainingError(f"cannot write {run_dir / 'summary.json'} ({e.strerror}); "
+                            f"the checkpoints are complete") from None
+    if summary.get("interrupted"):  # SIGINT / SIGTERM: last.pt is written; exit with 128 + the signal number
+        print(f"sac-train: {summary['interrupted']} received: stopped at step {summary['env_steps']}, checkpoint "
+              f"{run_dir / 'checkpoints' / 'last.pt'}; resume with: sac-train resume={run_dir}",
+              file=sys.stderr, flush=True)
+        sys.exit(128 + signal.Signals[summary["interrupted"]].value)
     print_summary(summary)
-    return float(summary["best_return"])
+    return value
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
+    if sweep.is_multirun():  # a failed job is recorded in its directory and the sweep goes on
+        return sweep.run_job(cfg, run)
     try:
         return run(cfg)
     except (ConfigError, CheckpointError) as e:
         fail(str(e))
+    except TrainingError as e:
+        fail(str(e), code=1)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: checkpoints on disk are complete
+        fail("interrupted; checkpoints already written are complete", code=128 + signal.SIGINT)
 
 
 def train() -> None:

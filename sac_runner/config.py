@@ -12,6 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from sac_runner import envs as _envs  # registers CartPoleContinuous-v1
 from sac_runner.agent import optimizer_class
 from sac_runner.networks import ACTIVATIONS
+from sac_runner.sweep import OBJECTIVES
 
 
 class ConfigError(Exception):
@@ -111,7 +112,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         _choice(cfg, "device", ["cpu", "cuda", "auto"])
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device='cuda' but no CUDA device is available; use device=cpu or device=auto")
-        _int(cfg, "threads", 1, 1)
+        if _get(cfg, "threads") != "auto":
+            _int(cfg, "threads", 1, "1 (or threads=auto)")
+        _choice(cfg, "objective.metric", list(OBJECTIVES))
+        _int(cfg, "objective.last", 1, 3)
 
         a = "algorithm"
         total = _int(cfg, f"{a}.total_steps", 1, 100000)

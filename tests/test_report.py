@@ -1,0 +1,185 @@
+"""sac-report on synthetic run directories (TensorBoard events written directly, no training)."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+
+from sac_runner import report
+
+
+def make_run(path, overrides, seed, returns, steps=None, summary=True, env_id="Pendulum-v1", sps=500.0,
+             interrupted=None):
+    """A run directory as sac-train leaves it: .hydra/overrides.yaml, config.yaml, tensorboard/, summary.json."""
+    steps = steps or [1000 * (i + 1) for i in range(len(returns))]
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={seed}", *overrides]))
+    (path / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "env": {"id": env_id}}))
+    (path / "checkpoints").mkdir()
+    w = SummaryWriter(str(path / "tensorboard"))
+    for s, r in zip(steps, returns):
+        w.add_scalar("eval/return_mean", r, s)
+        w.add_scalar("time/steps_per_second", sps, s)
+    w.close()
+    if summary:
+        s = {"env_steps": steps[-1], "wall_time_s": steps[-1] / sps, "steps_per_second": sps,
+             "evals": [[st, r, 0, r, r] for st, r in zip(steps, returns)]}
+        if interrupted:
+            s["interrupted"] = interrupted
+        (path / "summary.json").write_text(json.dumps(s))
+    return path
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A sweep directory: two groups (tau 0.01: three seeds, tau 0.05: two seeds) and five jobs that
+    cannot be used: failed, still running, not started, diverged, interrupted by SIGTERM."""
+    d = tmp_path / "sweep"
+    common = ["algorithm.total_steps=3000", "progress=false"]
+    make_run(d / "0", ["algorithm.tau=0.01", *common], 0, [-900.0, -400.0, -200.0])
+    make_run(d / "1", ["algorithm.tau=0.01", *common], 1, [-1000.0, -300.0, -150.0])
+    make_run(d / "2", ["algorithm.tau=0.01", *common], 2, [-800.0, -600.0, -350.0])
+    make_run(d / "3", ["algorithm.tau=0.05", *common], 0, [-1100.0, -900.0, -700.0], sps=800.0)
+    make_run(d / "4", ["algorithm.tau=0.05", *common], 1, [-1000.0, -800.0, -600.0], sps=800.0)
+    failed = d / "5"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=2", "algorithm.tau=1.5", *common]))
+    (failed / "failed.json").write_text(json.dumps({"error": "ConfigError", "message": "algorithm.tau=1.5 is outside (0.0, 1.0]"}))
+    make_run(d / "6", ["algorithm.tau=0.05", *common], 2, [-1200.0, -1000.0], summary=False)
+    (d / "7").mkdir()
+    make_run(d / "8", ["algorithm.tau=0.2", *common], 0, [-1200.0, float("nan")])
+    make_run(d / "9", ["algorithm.tau=0.05", *common], 3, [-1300.0], interrupted="SIGTERM")
+    (d / "multirun.yaml").write_text("{}")
+    return d
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_statistics():
+    lo, hi = report.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
+    assert lo < 2.5 < hi and (lo, hi) == report.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
+    assert 1.0 <= lo and hi <= 4.0
+    assert all(math.isnan(v) for v in report.bootstrap_ci([5.0]))
+    assert report.iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)  # 25% trimmed from each end
+    assert report.iqm([1, 2, 3, 100, 200, 300, 400, 500]) == pytest.approx(150.75)  # mean of 3, 100, 200, 300
+    assert report.iqm([2.0, 4.0]) == pytest.approx(3.0)
+
+
+def test_report_on_a_partial_sweep(sweep, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert report.main([str(sweep), "--out", str(out), "--threshold", "-300", "--resamples", "2000"]) == 0
+    printed = capsys.readouterr().out
+
+    rows = read_csv(out / "report.csv")
+    assert [r["group"] for r in rows] == ["algorithm.tau=0.01", "algorithm.tau=0.05"]
+    g1, g2 = rows
+    assert (g1["runs"], g1["seeds"], g2["runs"], g2["seeds"]) == ("3", "0 1 2", "2", "0 1")
+    assert float(g1["final_mean"]) == pytest.approx(-700.0 / 3)
+    assert float(g1["final_ci_low"]) <= -700.0 / 3 <= float(g1["final_ci_high"])
+    assert float(g1["best_mean"]) == pytest.approx(-700.0 / 3)
+    assert float(g2["final_mean"]) == pytest.approx(-650.0)
+    assert float(g1["final_iqm"]) == pytest.approx(-700.0 / 3)  # nothing trimmed from 3 values
+    # -300 first reached at 3000 (seed 0), 2000 (seed 1), never (seed 2)
+    assert g1["reached"] == "2/3" and float(g1["steps_to_threshold_mean"]) == pytest.approx(2500.0)
+    assert g2["reached"] == "0/2" and g2["steps_to_threshold_mean"] == "nan"
+    assert float(g2["steps_per_second"]) == pytest.approx(800.0)
+    assert float(g1["wall_time_s"]) == pytest.approx(6.0)
+
+    runs = {r["run_dir"].rsplit("/", 1)[-1]: r for r in read_csv(out / "runs.csv")}
+    assert len(runs) == 10
+    assert [k for k, r in runs.items() if r["status"] == "complete"] == ["0", "1", "2", "3", "4"]
+    assert "failed: ConfigError: algorithm.tau=1.5" in runs["5"]["skip_reason"]
+    assert "incomplete: no summary.json" in runs["6"]["skip_reason"]
+    assert "nothing written yet" in runs["7"]["skip_reason"]
+    assert "diverged" in runs["8"]["skip_reason"]
+    assert "interrupted by SIGTERM" in runs["9"]["skip_reason"] and "resume=" in runs["9"]["skip_reason"]
+
+    md = (out / "report.md").read_text()
+    assert "| algorithm.tau=0.01 | 3 | 0 1 2 |" in md and "Skipped 5 run(s)" in md
+    assert "`algorithm.total_steps=3000`" in md  # the common overrides are named once, not in the labels
+    assert "skipped 5 run(s)" in printed and "algorithm.tau=1.5" in printed
+
+    from PIL import Image
+
+    with Image.open(out / "report.png") as png:
+        assert png.format == "PNG" and png.size[0] > 500
+        assert png.text["Description"] == "2 groups: algorithm.tau=0.01; algorithm.tau=0.05"
+
+
+def test_include_incomplete_and_run_dirs(sweep, tmp_path):
+    out = tmp_path / "out"
+    assert report.main([str(sweep), "--out", str(out), "--include-incomplete", "--no-plot"]) == 0
+    rows = {r["group"]: r for r in read_csv(out / "report.csv")}
+    assert rows["algorithm.tau=0.05"]["seeds"] == "0 1 2 3"  # with the running and the interrupted job
+    assert not (out / "report.png").exists()
+
+    # run directories given one by one; the default output directory is ./report
+    out2 = tmp_path / "cwd"
+    out2.mkdir()
+    cwd = os.getcwd()
+    os.chdir(out2)
+    try:
+        assert report.main([str(sweep / "0"), str(sweep / "3"), "--no-plot"]) == 0
+    finally:
+        os.chdir(cwd)
+    rows = read_csv(out2 / "report" / "report.csv")
+    assert [(r["group"], r["runs"]) for r in rows] == [("algorithm.tau=0.01", "1"), ("algorithm.tau=0.05", "1")]
+    assert rows[0]["final_ci_low"] == "nan"  # no interval from one run
+
+    assert report.main([str(sweep / "3"), str(sweep / "0"), "--no-plot", "--sort", "final", "--out", str(out2)]) == 0
+    assert [r["group"] for r in read_csv(out2 / "report.csv")] == ["algorithm.tau=0.01", "algorithm.tau=0.05"]
+
+
+def test_default_output_in_the_sweep_dir_and_rerun(sweep):
+    assert report.main([str(sweep), "--no-plot"]) == 0
+    assert (sweep / "report" / "report.csv").is_file()
+    assert report.main([str(sweep), "--no-plot"]) == 0  # report/ itself is not taken for a run
+
+
+def test_errors(tmp_path, capsys):
+    assert report.main([str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert report.main([str(tmp_path / "empty")]) == 1
+    assert "no run directories" in capsys.readouterr().err
+    failed = tmp_path / "only_failed" / "0"
+    failed.mkdir(parents=True)
+    (failed / "failed.json").write_text(json.dumps({"error": "TrainingError", "message": "critic loss became nan"}))
+    assert report.main([str(tmp_path / "only_failed"), "--no-plot"]) == 1
+    assert "critic loss became nan" in capsys.readouterr().err
+
+
+def test_a_step_logged_twice_keeps_its_last_value(tmp_path):
+    """A run resumed from an earlier checkpoint logs some evaluation steps again."""
+    run = make_run(tmp_path / "r", [], 0, [1.0, 2.0])
+    w = SummaryWriter(str(run / "tensorboard"))
+    w.add_scalar("eval/return_mean", 5.0, 2000)
+    w.add_scalar("eval/return_mean", 6.0, 3000)
+    w.close()
+    r = report.load_run(run)
+    assert r.skip_reason is None
+    assert r.steps.tolist() == [1000, 2000, 3000] and r.returns.tolist() == [1.0, 5.0, 6.0]
+    assert np.isfinite(r.wall_time_s)
+
+
+def test_a_failed_job_resumed_afterwards_counts(tmp_path):
+    run = tmp_path / "0"
+    run.mkdir()
+    (run / "failed.json").write_text(json.dumps({"error": "Interrupted", "message": "stopped by signal 15"}))
+    make_run(tmp_path / "tmp", [], 0, [1.0, 2.0])
+    for f in (tmp_path / "tmp").iterdir():
+        f.rename(run / f.name)
+    written = (run / "summary.json").stat().st_mtime
+    os.utime(run / "failed.json", (written - 10, written - 10))  # resumed later: summary.json is newer
+    r = report.load_run(run)
+    assert r.skip_reason is None and r.complete
+    os.utime(run / "failed.json", (written + 10, written + 10))
+    assert report.load_run(run).skip_reason == "failed: Interrupted: stopped by signal 15"

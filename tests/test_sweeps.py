@@ -1,0 +1,272 @@
+"""Sweeps: `sac-train -m` through the joblib launcher, the Optuna sweeper, failed jobs, the SLURM preset,
+and sac-report on the sweeps' own output."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_module
+
+from conftest import TINY
+from sac_runner import report, sweep
+
+SWEEP_TINY = [*TINY, "save_video=false"]
+
+
+def sac_train(cwd, *args, timeout=240):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "sac_runner.cli", "-m", *args, *SWEEP_TINY], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def overrides_of(job_dir: Path) -> list[str]:
+    return yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------------------------- units
+def test_objective():
+    evals = [[100, 1.0, 0, 0, 0], [200, 3.0, 0, 0, 0], [300, 5.0, 0, 0, 0], [400, 2.0, 0, 0, 0]]
+    assert sweep.objective(evals, "final", 3) == pytest.approx(10 / 3)
+    assert sweep.objective(evals, "final", 10) == pytest.approx(11 / 4)
+    assert sweep.objective(evals, "best") == 5.0
+    # trapezoids: (2 + 4 + 3.5) * 100 over a span of 300
+    assert sweep.objective(evals, "auc") == pytest.approx(9.5 / 3)
+    assert sweep.objective(evals[:1], "auc") == 1.0
+    assert math.isnan(sweep.objective([], "final"))
+    assert math.isnan(sweep.objective([*evals, [500, float("nan"), 0, 0, 0]], "best"))
+    with pytest.raises(ValueError):
+        sweep.objective(evals, "median")
+
+
+def test_threads_outside_a_sweep():
+    assert sweep.parallel_jobs() == 1
+    assert sweep.resolve_threads("auto") == sweep.available_cores()
+    assert sweep.resolve_threads(3) == 3
+
+
+def test_presets_compose():
+    import sac_runner.cli  # noqa: F401  (registers the resolvers the config uses)
+
+    with initialize_config_module("sac_runner.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=parallel"], return_hydra_config=True)
+        assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == -1
+        cfg = compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True)
+        assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+        assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.max_failure_rate == 1.0
+        assert cfg.hydra.sweeper.storage.startswith("sqlite:///") and cfg.hydra.sweeper.storage.endswith("/optuna.db")
+        assert set(cfg.hydra.sweeper.params) == {
+            "actor_optimizer.lr", "critic_optimizer.lr", "algorithm.tau", "algorithm.batch_size",
+            "algorithm.discount", "algorithm.utd_ratio", "search.actor_width", "search.critic_width"}
+        cfg = compose("config", overrides=["hparams_search=optuna", "search.critic_width=128"])
+        assert list(cfg.architecture.critic_hidden_sizes) == [128, 128]
+
+
+def test_slurm_preset_composes_into_an_sbatch_script(tmp_path, monkeypatch):
+    """The SLURM preset selects the submitit launcher, and submitit accepts all its parameters (as
+    hydra-submitit-launcher passes them) and writes the sbatch flags we mean."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+
+    import sac_runner.cli  # noqa: F401
+
+    with initialize_config_module("sac_runner.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                           "hydra.launcher.timeout_min=90", f"hydra.sweep.dir={tmp_path}"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # no srun here
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    params = OmegaConf.to_container(launcher, resolve=True)
+    params.pop("_target_")
+    assert params["submitit_folder"] == f"{tmp_path}/.submitit/%j"
+    # the same steps as SlurmLauncher.launch
+    executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    script = executor._executor._make_submission_file_text("python -m task", "uid")
+    for flag in ("--partition=gpu", "--time=90", "--cpus-per-task=2", "--mem=8GB", "--signal=TERM@120"):
+        assert f"#SBATCH {flag}" in script, (flag, script)
+    assert "USR2" not in script
+
+
+@pytest.fixture
+def job_context(tmp_path):
+    """Make HydraConfig look like job 3 of a multirun with the given launcher and sweeper presets."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    import sac_runner.cli  # noqa: F401
+
+    def enter(*overrides):
+        with initialize_config_module("sac_runner.conf", version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.mode = RunMode.MULTIRUN
+            cfg.hydra.job.num = 3
+            cfg.hydra.runtime.output_dir = str(tmp_path / "3")
+            cfg.hydra.overrides.task = ["seed=7"]
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    yield enter
+    HydraConfig.instance().cfg = None
+
+
+def test_a_failed_job_is_recorded(job_context, tmp_path, capsys):
+    def broken(cfg):
+        raise RuntimeError("critic loss became\nnan")
+
+    cfg = job_context()
+    assert math.isnan(sweep.run_job(cfg, broken))  # grid sweep: NaN, the sweep goes on
+    record = json.loads((tmp_path / "3" / "failed.json").read_text())
+    assert (record["job_num"], record["overrides"], record["error"]) == (3, ["seed=7"], "RuntimeError")
+    assert record["message"] == "critic loss became nan" and "Traceback" in record["traceback"]
+    assert "sac-train: job 3 failed" in capsys.readouterr().err
+    assert sweep.run_job(cfg, lambda c: 2.5) == 2.5
+    assert not (tmp_path / "3" / "failed.json").exists()  # a job that runs again starts clean
+
+    cfg = job_context("hparams_search=optuna")
+    with pytest.raises(sweep.TrialFailed, match="RuntimeError: critic loss"):  # Optuna: a FAIL trial
+        sweep.run_job(cfg, broken)
+    with pytest.raises(sweep.TrialFailed, match="Diverged"):
+        sweep.run_job(cfg, lambda c: float("nan"))
+
+
+def test_a_job_stopped_by_sigterm(job_context, tmp_path):
+    def stopped(cfg):
+        sys.exit(143)  # what sac-train does after writing its checkpoint on SIGTERM
+
+    cfg = job_context()
+    with pytest.raises(SystemExit):  # a local sweep: the stop ends the sweep
+        sweep.run_job(cfg, stopped)
+    cfg = job_context("hydra/launcher=slurm")  # SLURM: one job stopped, the others collected
+    assert math.isnan(sweep.run_job(cfg, stopped))
+    record = json.loads((tmp_path / "3" / "failed.json").read_text())
+    assert record["error"] == "Interrupted" and f"sac-train resume={tmp_path / '3'}" in record["message"]
+
+
+# ---------------------------------------------------------------------------------------------- grid sweeps
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory):
+    """2 seeds x 2 taus through the joblib launcher, 2 jobs at a time, with the default sweep directory."""
+    cwd = tmp_path_factory.mktemp("grid")
+    proc = sac_train(cwd, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1", "algorithm.tau=0.005,0.02",
+                     "threads=auto")
+    return cwd, proc
+
+
+def test_joblib_multirun_two_by_two(grid_sweep):
+    cwd, proc = grid_sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout
+    # one timestamped sweep directory (its jobs ran in worker processes: same directory all the same)
+    sweeps = sorted((cwd / "outputs" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1, sweeps
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir())
+    assert [j.name for j in jobs] == ["0", "1", "2", "3"]
+    combos = set()
+    for job in jobs:
+        ov = overrides_of(job)
+        seed = next(o for o in ov if o.startswith("seed="))
+        tau = next(o for o in ov if o.startswith("algorithm.tau="))
+        combos.add((seed, tau))
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["env_steps"] == 300 and summary["objective"] is not None
+        cfg = yaml.safe_load((job / "config.yaml").read_text())
+        assert f"seed={cfg['seed']}" == seed and f"algorithm.tau={cfg['algorithm']['tau']}" == tau
+        assert cfg["threads"] == max(1, sweep.available_cores() // 2)  # auto: its share of the cores
+        assert not (job / "failed.json").exists()
+    assert combos == {(f"seed={s}", f"algorithm.tau={t}") for s in (0, 1) for t in (0.005, 0.02)}
+
+
+def test_report_on_the_grid_sweep(grid_sweep):
+    cwd, proc = grid_sweep
+    assert proc.returncode == 0
+    sweep_dir = next((cwd / "outputs" / "multirun").glob("*/*"))
+    out = subprocess.run([sys.executable, "-m", "sac_runner.report", str(sweep_dir), "--threshold", "10"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = read_csv(sweep_dir / "report" / "report.csv")
+    assert [(r["group"], r["runs"], r["seeds"]) for r in rows] == [
+        ("algorithm.tau=0.005", "2", "0 1"), ("algorithm.tau=0.02", "2", "0 1")]
+    assert all(float(r["steps_per_second"]) > 0 and float(r["wall_time_s"]) > 0 for r in rows)
+    assert "algorithm.tau=0.005  2" in out.stdout
+    from PIL import Image
+
+    with Image.open(sweep_dir / "report" / "report.png") as png:
+        assert png.text["Description"].startswith("2 groups:")
+
+
+def test_a_failed_job_does_not_stop_a_grid_sweep(tmp_path):
+    """Basic launcher: the invalid job is recorded, the others run; the exit status says one failed."""
+    proc = sac_train(tmp_path, "seed=0", "algorithm.tau=1.5,0.01", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "job 0 failed" in proc.stderr and "1 job(s) of the sweep" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    failed = json.loads((tmp_path / "sweep" / "0" / "failed.json").read_text())
+    assert failed["error"] == "ConfigError" and "algorithm.tau=1.5" in failed["message"]
+    assert (tmp_path / "sweep" / "1" / "summary.json").is_file()
+
+    assert report.main([str(tmp_path / "sweep"), "--no-plot"]) == 0
+    runs = read_csv(tmp_path / "sweep" / "report" / "runs.csv")
+    assert [r["status"] for r in runs] == ["skipped", "complete"]
+    assert runs[0]["skip_reason"].startswith("failed: ConfigError: algorithm.tau=1.5")
+
+
+# ---------------------------------------------------------------------------------------------- optuna
+@pytest.mark.filterwarnings("ignore:Deprecated API features detected")  # optuna 2 on SQLAlchemy 1.4
+def test_optuna_search_records_failed_trials_and_continues(tmp_path):
+    import optuna
+
+    first, second = tmp_path / "search1", tmp_path / "search2"
+    # a small, fast search space; tau=1.5 is invalid, so the trials that draw it fail
+    space = ["algorithm.utd_ratio=0.5", "algorithm.batch_size=choice(16,32)", "search.actor_width=choice(16,32)",
+             "search.critic_width=choice(16,32)", "algorithm.tau=choice(0.01,1.5)"]
+    proc = sac_train(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3", *space, f"hydra.sweep.dir={first}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    storage = f"sqlite:///{first / 'optuna.db'}"
+    study = optuna.load_study(study_name="sac-CartPoleContinuous-v1", storage=storage)
+    trials = study.trials
+    assert len(trials) == 3
+    for t in trials:
+        expected = optuna.trial.TrialState.FAIL if t.params["algorithm.tau"] == 1.5 else optuna.trial.TrialState.COMPLETE
+        assert t.state == expected, (t.number, t.params, t.state)
+    states = {t.state for t in trials}
+    assert states == {optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE}  # seed 0 draws both
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    for t in complete:  # the value is the objective the job wrote: mean of its last 3 evaluations
+        summary = json.loads((first / str(t.number) / "summary.json").read_text())
+        assert t.value == pytest.approx(summary["objective"])
+        assert summary["objective"] == pytest.approx(sum(e[1] for e in summary["evals"][-3:]) / len(summary["evals"][-3:]))
+    assert yaml.safe_load((first / "optimization_results.yaml").read_text())["best_value"] == pytest.approx(study.best_value)
+
+    # an interrupted or finished search continues from its storage, into a new sweep directory
+    proc = sac_train(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=1", *space,
+                     f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={second}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(optuna.load_study(study_name="sac-CartPoleContinuous-v1", storage=storage).trials) == 4
+    assert not (second / "optuna.db").exists()
+
+    # the report over both sweeps: one group per completed trial, the failed ones skipped with the reason
+    out = tmp_path / "report"
+    assert report.main([str(first), str(second), "--out", str(out)]) == 0
+    runs = read_csv(out / "runs.csv")
+    assert len(runs) == 4
+    skipped = [r for r in runs if r["status"] == "skipped"]
+    assert all("TrialFailed" in r["skip_reason"] or "ConfigError" in r["skip_reason"] for r in skipped)
+    used = [r for r in runs if r["status"] == "complete"]
+    assert len(read_csv(out / "report.csv")) == len({r["group"] for r in used})
