@@ -34,12 +34,15 @@ def critic_loss(actor, critic, target_critic, batch: Batch, alpha: torch.Tensor,
     return loss, q.detach()
 
 
+def detached_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach() for name, p in module.named_parameters()}
+
+
 def actor_loss(actor, critic, obs: torch.Tensor, alpha: torch.Tensor):
     """J_pi = E_s[alpha log pi(a|s) - min_i Q_i(s, a)],  a = tanh(mu + sigma * eps) (reparameterised).
     The critic is called with detached parameters, so this loss puts no gradient on it."""
     act, logp = actor.sample(obs)
-    frozen = {name: p.detach() for name, p in critic.named_parameters()}
-    q = functional_call(critic, frozen, (obs, act)).min(dim=0).values
+    q = functional_call(critic, detached_parameters(critic), (obs, act)).min(dim=0).values
     return (alpha * logp - q).mean(), logp.detach()
 
 
@@ -49,9 +52,11 @@ def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: floa
 
 
 @torch.no_grad()
-def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """Qbar <- (1 - tau) Qbar + tau Q."""
-    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+def polyak_update(target: nn.Module | list, online: nn.Module | list, tau: float) -> None:
+    """Qbar <- (1 - tau) Qbar + tau Q (modules, or their parameter lists)."""
+    if isinstance(target, nn.Module):
+        target, online = list(target.parameters()), list(online.parameters())
+    torch._foreach_lerp_(target, online, tau)
 
 
 class SAC(nn.Module):
@@ -66,6 +71,9 @@ class SAC(nn.Module):
         self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer = optimizers
         self.gamma, self.tau, self.target_entropy = gamma, tau, target_entropy
         self.learn_alpha, self.max_grad_norm = learn_alpha, max_grad_norm
+        # parameter lists looked up once: walking the module tree on every update is measurable on CPU
+        self._actor_params, self._critic_params = list(actor.parameters()), list(critic.parameters())
+        self._target_params = list(target_critic.parameters())
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -81,10 +89,10 @@ class SAC(nn.Module):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         alpha = self.alpha
         q_loss, q = critic_loss(self.actor, self.critic, self.target_critic, batch, alpha, self.gamma)
-        self._step(self.critic_optimizer, q_loss, self.critic.parameters())
+        self._step(self.critic_optimizer, q_loss, self._critic_params)
 
         pi_loss, logp = actor_loss(self.actor, self.critic, batch.obs, alpha)
-        self._step(self.actor_optimizer, pi_loss, self.actor.parameters())
+        self._step(self.actor_optimizer, pi_loss, self._actor_params)
 
         stats = {"loss/critic": q_loss.detach(), "loss/actor": pi_loss.detach(), "q/mean": q.mean(),
                  "q/min": q.min(), "q/max": q.max(), "entropy": -logp.mean(), "alpha": alpha}
@@ -93,5 +101,5 @@ class SAC(nn.Module):
             self._step(self.alpha_optimizer, a_loss, [self.log_alpha])
             stats["loss/alpha"] = a_loss.detach()
 
-        polyak_update(self.target_critic, self.critic, self.tau)
+        polyak_update(self._target_params, self._critic_params, self.tau)
         return stats

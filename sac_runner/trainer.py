@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -110,7 +111,8 @@ class Progress:
 class Trainer:
     def __init__(self, cfg, run_dir: str | Path):
         self.cfg = cfg
-        self.algo = cfg.algorithm
+        # a plain snapshot: DictConfig attribute access costs microseconds, and the loop reads it every step
+        self.algo = SimpleNamespace(**OmegaConf.to_container(cfg.algorithm, resolve=True))
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.device)
