@@ -52,9 +52,12 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(u), log_prob
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """An action for the environment: tanh(mu) when deterministic, else a sample (the same draw as
+        `sample`, without the log-probability nobody reads while collecting)."""
+        mean, log_std = self(obs)
         if deterministic:
-            return torch.tanh(self(obs)[0])
-        return self.sample(obs)[0]
+            return torch.tanh(mean)
+        return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
 
 
 def squashed_log_prob(u: torch.Tensor, noise: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:

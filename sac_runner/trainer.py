@@ -336,8 +336,9 @@ class Trainer:
             p.updates += 1
             p.update_debt -= 1.0
         if stats is not None:  # a NaN spreads to every later loss, so the last step's losses tell
-            bad = first_non_finite((k, v) for k, v in stats.items() if k.startswith("loss/"))
-            if bad is not None:
+            losses = [(k, v) for k, v in stats.items() if k.startswith("loss/")]
+            if not torch.isfinite(torch.stack([v for _, v in losses])).all():  # one check, then find which
+                bad = first_non_finite(losses)
                 self._non_finite(bad[0].replace("loss/", "") + " loss", bad[1])
         return stats
 

@@ -46,3 +46,14 @@ def test_state_dict_round_trip():
     b.load_state_dict(a.state_dict())
     assert (b.pos, b.size) == (a.pos, a.size)
     assert torch.equal(a.sample(16).obs, b.sample(16).obs)
+
+
+def test_torch_indexing_path_matches_the_cpu_view_path():
+    """Devices other than the CPU write with torch indexing; both paths must store the same rows."""
+    fast, slow = ReplayBuffer(7, 1, 1, "cpu"), ReplayBuffer(7, 1, 1, "cpu")
+    slow._views = None  # as on a GPU
+    for start, n in ((0, 3), (3, 1), (4, 5), (9, 7)):  # single rows, wrap-arounds, a full refill
+        add_range(fast, start, n), add_range(slow, start, n)
+        assert (fast.pos, fast.size) == (slow.pos, slow.size)
+        for k in fast.data:
+            assert torch.equal(fast.data[k], slow.data[k]), k
