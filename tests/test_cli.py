@@ -105,3 +105,12 @@ def test_update_to_data_ratio_sets_the_number_of_gradient_steps(tmp_path):
     assert t.progress.updates == (300 - 100) // 2
     _, t = run_in_process(tmp_path / "b", "algorithm.utd_ratio=2", "algorithm.eval_interval=300")
     assert t.progress.updates == (300 - 100) * 2
+
+
+def test_smoke_experiment_runs_any_env_in_seconds(tmp_path):
+    proc = sac_train("experiment=smoke", "env=Pendulum-v1", "progress=false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = list((tmp_path / "outputs" / "Pendulum-v1").glob("*/*"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] == 1000 and [e[0] for e in summary["evals"]] == [500, 1000]
+    assert (run / "videos" / "best_agent.mp4").stat().st_size > 0

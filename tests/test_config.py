@@ -20,6 +20,7 @@ def test_groups_have_the_expected_options():
     assert {"default", "small", "large"} <= set(group_options("architecture"))
     assert {"adam", "adamw"} <= set(group_options("optimizer"))
     assert group_options("algorithm") == ["sac"]
+    assert {"smoke", "mujoco"} <= set(group_options("experiment"))
 
 
 @pytest.mark.parametrize("env", group_options("env"))
@@ -38,6 +39,18 @@ def test_every_architecture_and_optimizer_option_composes(arch, opt):
     validate(cfg)
     assert cfg.actor_optimizer.classname.startswith("torch.optim.")
     assert cfg.critic_optimizer == cfg.actor_optimizer
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_every_experiment_composes_and_wins_over_the_env_preset(experiment):
+    preset = OmegaConf.load(files("sac_runner.conf").joinpath("experiment", f"{experiment}.yaml"))
+    cfg = validate(make_cfg("env=Pendulum-v1", f"experiment={experiment}"))
+    assert cfg.env.id == "Pendulum-v1"
+    # every key the experiment sets beats the env preset (Pendulum's total_steps is 20000, its lr 1e-3)
+    for key in ("algorithm.total_steps", "algorithm.learning_starts", "actor_optimizer.lr"):
+        if OmegaConf.select(preset, key) is not None:
+            assert OmegaConf.select(cfg, key) == OmegaConf.select(preset, key), key
+    assert make_cfg("env=Pendulum-v1", f"experiment={experiment}", "algorithm.total_steps=7").algorithm.total_steps == 7
 
 
 def test_env_preset_hyperparameters_and_command_line_precedence():
