@@ -1,0 +1,272 @@
+#!/usr/bin/env python
+"""Speed benchmark: sac_runner against Stable-Baselines3's SAC, in the same run, with the same hyperparameters.
+
+    pip install -e ".[bench]"
+    python scripts/benchmark.py                                        # CartPoleContinuous-v1 preset, seeds 0 1 2
+    python scripts/benchmark.py --env Pendulum-v1 --target -200
+    python scripts/benchmark.py --steps 6000 --target none -- architecture=default algorithm.batch_size=256
+
+Both implementations are configured from the same composed sac_runner config (the env preset plus any
+Hydra overrides after `--`): network sizes, learning rates, batch, buffer, discount, tau, learning_starts,
+update-to-data ratio and the initial entropy coefficient with automatic tuning towards -|A|. Each
+(implementation, seed) runs alone in a fresh process with one torch thread, one after the other (the
+implementations alternate first per seed, so a change in machine load hits both alike).
+
+Both are evaluated the same way: every `algorithm.eval_interval` env steps, `algorithm.nb_evals`
+deterministic episodes played by sac_runner's own evaluate() (one sub-environment per episode). Reported,
+per implementation (median over seeds, and per seed with --per-seed):
+- train steps/s: env steps per second of training alone (collection and gradient steps; the time spent
+  in evaluations, and for sac_runner in its checkpoint writes after each evaluation, is left out);
+- steps / wall s to target: the first evaluation whose mean return reached --target, in env steps and in
+  seconds since training started (evaluation and checkpoint time included, as a user waits for it);
+- final and best evaluation return.
+
+sac_runner's numbers are those of the product as shipped: its Trainer writes TensorBoard events and
+best.pt / last.pt (with the replay buffer) as in `sac-train`; only the video is off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+IMPLEMENTATIONS = ("sac_runner", "sb3")
+
+
+# ------------------------------------------------------------------------------------------ child process
+def compose(env: str, seed: int, overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from sac_runner.config import validate
+
+    with initialize_config_module("sac_runner.conf", version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[f"env={env}", f"seed={seed}", "threads=1", "save_video=false",
+                                                 "progress=false", *overrides])
+    return validate(cfg)
+
+
+def run_sac_runner(cfg, out_dir: Path) -> dict:
+    from sac_runner.trainer import Trainer
+
+    class TimedTrainer(Trainer):
+        """The product's trainer, noting when each evaluation ends and how long evaluations took."""
+
+        def run_evaluation(self):
+            t0 = time.perf_counter()
+            mean = super().run_evaluation()
+            self.eval_s += time.perf_counter() - t0
+            self.curve.append([self.progress.env_steps, time.perf_counter() - self.t_start, mean])
+            return mean
+
+    trainer = TimedTrainer(cfg, out_dir)
+    trainer.eval_s, trainer.curve = 0.0, []
+    try:
+        trainer.t_start = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - trainer.t_start
+    finally:
+        trainer.close()
+    return {"wall_s": wall, "eval_s": trainer.eval_s, "curve": trainer.curve, "updates": trainer.progress.updates}
+
+
+def run_sb3(cfg) -> dict:
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from sac_runner.envs import make_env, make_vector_env  # also registers CartPoleContinuous-v1
+    from sac_runner.evaluation import evaluate
+
+    algo, arch = cfg.algorithm, cfg.architecture
+    if algo.n_envs != 1:
+        raise SystemExit("the SB3 side of the benchmark runs one training environment; use algorithm.n_envs=1")
+    utd = float(algo.utd_ratio)
+    # SB3 expresses the update-to-data ratio as gradient_steps every train_freq env steps
+    train_freq, gradient_steps = (1, int(utd)) if utd >= 1 else (int(round(1 / utd)), 1)
+    if abs(gradient_steps / train_freq - utd) > 1e-9:
+        raise SystemExit(f"algorithm.utd_ratio={utd} has no SB3 equivalent; use an integer or 1/integer")
+    if len({cfg.actor_optimizer.lr, cfg.critic_optimizer.lr, cfg.entropy_coef_optimizer.lr}) != 1:
+        raise SystemExit("SB3 uses one learning rate for actor, critics and entropy; give all three the same lr")
+    for name in ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer"):
+        if cfg[name].classname != "torch.optim.Adam":
+            raise SystemExit("the SB3 side uses Adam; benchmark with the adam optimizer preset")
+    if algo.max_grad_norm is not None:
+        raise SystemExit("SB3's SAC has no gradient clipping; benchmark with algorithm.max_grad_norm=null")
+    if algo.entropy_mode == "auto":
+        ent_coef = f"auto_{algo.init_entropy_coef}"
+    else:
+        ent_coef = float(algo.init_entropy_coef)
+    env = make_env(cfg.env)
+    model = SAC(
+        "MlpPolicy", env, learning_rate=float(cfg.actor_optimizer.lr), buffer_size=int(algo.buffer_size),
+        learning_starts=int(algo.learning_starts), batch_size=int(algo.batch_size), tau=float(algo.tau),
+        gamma=float(algo.discount), train_freq=train_freq, gradient_steps=gradient_steps, ent_coef=ent_coef,
+        target_entropy="auto" if algo.target_entropy is None else float(algo.target_entropy),
+        policy_kwargs={"net_arch": {"pi": list(arch.actor_hidden_sizes), "qf": list(arch.critic_hidden_sizes)},
+                       "n_critics": int(arch.n_critics),
+                       "activation_fn": {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "elu": torch.nn.ELU,
+                                         "gelu": torch.nn.GELU, "silu": torch.nn.SiLU}[arch.activation]},
+        seed=int(cfg.seed), device="cpu", verbose=0)
+    eval_envs = make_vector_env(cfg.env, int(algo.nb_evals))
+    rng = np.random.default_rng(int(cfg.seed))
+
+    class Actor:  # what evaluate() calls: act(obs, deterministic) -> actions in [-1, 1]
+        def act(self, obs, deterministic):
+            return model.actor(obs, deterministic=deterministic)
+
+    class Evaluations(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.next_eval, self.eval_s, self.curve = int(algo.eval_interval), 0.0, []
+
+        def _on_step(self) -> bool:
+            step = self.num_timesteps
+            if step >= self.next_eval or step >= int(algo.total_steps):
+                while self.next_eval <= step:
+                    self.next_eval += int(algo.eval_interval)
+                t0 = time.perf_counter()
+                seeds = rng.integers(0, 2**31 - 1, size=int(algo.nb_evals))
+                mean = float(evaluate(Actor(), eval_envs, seeds, torch.device("cpu")).mean())
+                self.eval_s += time.perf_counter() - t0
+                self.curve.append([step, time.perf_counter() - start, mean])
+            return True
+
+    callback = Evaluations()
+    assert isinstance(model.env.observation_space, gym.spaces.Box)
+    start = time.perf_counter()
+    model.learn(total_timesteps=int(algo.total_steps), callback=callback)
+    wall = time.perf_counter() - start
+    eval_envs.close()
+    return {"wall_s": wall, "eval_s": callback.eval_s, "curve": callback.curve, "updates": int(model._n_updates)}
+
+
+def child(args) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = compose(args.env, args.seed, args.overrides)
+    if args.steps:
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.algorithm.total_steps = args.steps
+    if args.impl == "sac_runner":
+        result = run_sac_runner(cfg, args.out.parent / f"{args.out.stem}-run")
+    else:
+        result = run_sb3(cfg)
+    result.update(impl=args.impl, seed=args.seed, env_steps=int(cfg.algorithm.total_steps),
+                  utd_ratio=float(cfg.algorithm.utd_ratio), env_id=str(cfg.env.id))
+    args.out.write_text(json.dumps(result))
+
+
+# ------------------------------------------------------------------------------------------ parent
+def summarise(r: dict, target: float | None) -> dict:
+    train_s = r["wall_s"] - r["eval_s"]
+    hit = None if target is None else next((c for c in r["curve"] if c[2] >= target), None)
+    returns = [c[2] for c in r["curve"]]
+    return {"impl": r["impl"], "seed": r["seed"], "train_sps": r["env_steps"] / train_s,
+            "updates_per_s": r["updates"] / train_s, "wall_s": r["wall_s"], "eval_s": r["eval_s"],
+            "steps_to_target": hit[0] if hit else None, "wall_to_target": hit[1] if hit else None,
+            "final": returns[-1] if returns else float("nan"), "best": max(returns) if returns else float("nan")}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--env", default="CartPoleContinuous-v1", help="an env preset (conf/env/), as env=<preset>")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--target", default=None,
+                    help="return that counts as solved (default: 475 for CartPoleContinuous-v1, -200 for "
+                         "Pendulum-v1); 'none' for throughput only")
+    ap.add_argument("--steps", type=int, default=None, help="env steps per run (default: the preset's total_steps)")
+    ap.add_argument("--impls", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS))
+    ap.add_argument("--per-seed", action="store_true", help="also print one row per run")
+    ap.add_argument("--out", type=Path, default=None, help="directory for the per-run JSON and run directories")
+    ap.add_argument("--child", choices=IMPLEMENTATIONS, dest="impl", help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, dest="result", help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for both implementations, after --")
+    args = ap.parse_args()
+    if args.impl:
+        args.out = args.result
+        child(args)
+        return 0
+
+    default_targets = {"CartPoleContinuous-v1": 475.0, "Pendulum-v1": -200.0}
+    if args.target is None:
+        target = default_targets.get(args.env)
+    else:
+        target = None if args.target.lower() == "none" else float(args.target)
+    out = args.out or Path(tempfile.mkdtemp(prefix="sac-benchmark-"))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"benchmark: env={args.env} overrides={args.overrides or '-'} seeds={args.seeds} target={target} "
+          f"steps={args.steps or 'preset'}; one run at a time, 1 torch thread; results in {out}", flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    rows = []
+    for i, seed in enumerate(args.seeds):
+        order = args.impls if i % 2 == 0 else list(reversed(args.impls))
+        for impl in order:
+            result = out / f"{impl}-seed{seed}.json"
+            cmd = [sys.executable, __file__, "--child", impl, "--seed", str(seed), "--result", str(result),
+                   "--env", args.env, *(["--steps", str(args.steps)] if args.steps else []), "--", *args.overrides]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+                print(f"  {impl} seed {seed}: FAILED: {tail}", flush=True)
+                continue
+            row = summarise(json.loads(result.read_text()), target)
+            rows.append(row)
+            print(f"  {impl:>10} seed {seed}: {row['train_sps']:6.0f} train steps/s, {row['wall_s']:6.1f} s in all, "
+                  f"target at step {fmt(row['steps_to_target'], 'd')} ({fmt(row['wall_to_target'], '.1f')} s), "
+                  f"final {row['final']:.1f}", flush=True)
+
+    head = ("| implementation | runs | train steps/s | gradient steps/s | wall s (all) | reached target "
+            "| steps to target | wall s to target | final return | best return |")
+    lines = [head, "|" + "---|" * 10]
+    for impl in args.impls:
+        rs = [r for r in rows if r["impl"] == impl]
+        if not rs:
+            continue
+        reached = sum(r["steps_to_target"] is not None for r in rs)
+        lines.append(
+            f"| {impl} | {len(rs)} | {median([r['train_sps'] for r in rs]):.0f} "
+            f"| {median([r['updates_per_s'] for r in rs]):.0f} | {median([r['wall_s'] for r in rs]):.1f} "
+            f"| {'-' if target is None else f'{reached}/{len(rs)}'} "
+            f"| {fmt(median([r['steps_to_target'] for r in rs]), '.0f')} "
+            f"| {fmt(median([r['wall_to_target'] for r in rs]), '.1f')} "
+            f"| {median([r['final'] for r in rs]):.1f} | {median([r['best'] for r in rs]):.1f} |")
+    print("\nmedians over seeds (steps and wall time to target: over the runs that reached it)")
+    print("\n".join(lines))
+    if args.per_seed:
+        print("\n| implementation | seed | train steps/s | wall s | steps to target | wall s to target | final | best |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in sorted(rows, key=lambda r: (args.impls.index(r["impl"]), r["seed"])):
+            print(f"| {r['impl']} | {r['seed']} | {r['train_sps']:.0f} | {r['wall_s']:.1f} "
+                  f"| {fmt(r['steps_to_target'], 'd')} | {fmt(r['wall_to_target'], '.1f')} | {r['final']:.1f} "
+                  f"| {r['best']:.1f} |")
+    (out / "benchmark.json").write_text(json.dumps({"target": target, "overrides": args.overrides, "rows": rows},
+                                                   indent=1))
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    sys.exit(main())

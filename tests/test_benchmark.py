@@ -1,0 +1,26 @@
+"""scripts/benchmark.py runs both implementations under one evaluation protocol (a smoke test, not a timing)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+
+
+def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
+    overrides = ["algorithm.learning_starts=100", "algorithm.eval_interval=150", "algorithm.nb_evals=2",
+                 "algorithm.batch_size=32", "architecture=small", "env.max_episode_steps=60"]
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--steps", "400", "--seeds", "0", "--target", "10",
+                           "--out", str(tmp_path), "--", *overrides], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| sac_runner | 1 |" in proc.stdout and "| sb3 | 1 |" in proc.stdout
+    rows = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
+    assert sorted(r["impl"] for r in rows) == ["sac_runner", "sb3"]
+    for impl in ("sac_runner", "sb3"):
+        run = json.loads((tmp_path / f"{impl}-seed0.json").read_text())
+        assert [c[0] for c in run["curve"]] == [150, 300, 400]  # the same evaluation steps for both
+        assert run["updates"] == 150  # the preset's utd_ratio 0.5: a gradient step every 2 env steps after warm-up
+        assert 0 < run["eval_s"] < run["wall_s"]
+    for r in rows:
+        assert r["train_sps"] > 0 and r["steps_to_target"] in (150, 300, 400, None)
