@@ -53,6 +53,14 @@ def test_every_experiment_composes_and_wins_over_the_env_preset(experiment):
     assert make_cfg("env=Pendulum-v1", f"experiment={experiment}", "algorithm.total_steps=7").algorithm.total_steps == 7
 
 
+@pytest.mark.parametrize("preset,own", [("env=CartPoleContinuous-v1", [64, 64]), ("env=Pendulum-v1", [64, 64]),
+                                         ("experiment=smoke", [64, 64]), ("experiment=mujoco", [256, 256])])
+def test_presets_choose_an_architecture_that_the_command_line_can_replace(preset, own):
+    assert list(make_cfg(preset).architecture.critic_hidden_sizes) == own
+    for args in ([preset, "architecture=large"], ["architecture=large", preset]):
+        assert list(make_cfg(*args).architecture.critic_hidden_sizes) == [512, 512, 512], args
+
+
 def test_env_preset_hyperparameters_and_command_line_precedence():
     cfg = make_cfg("env=Pendulum-v1")
     assert cfg.algorithm.total_steps == 20000 and cfg.actor_optimizer.lr == pytest.approx(1e-3)
