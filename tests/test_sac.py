@@ -67,6 +67,16 @@ def test_actor_sample_shapes_and_bounds():
     assert det.shape == (5, 2)
 
 
+def test_stochastic_act_draws_the_same_action_as_sample():
+    actor, obs = SquashedGaussianActor(3, 2, [16, 16]), torch.randn(5, 3)
+    torch.manual_seed(7)
+    acted = actor.act(obs, deterministic=False)
+    torch.manual_seed(7)
+    sampled, _ = actor.sample(obs)
+    torch.testing.assert_close(acted, sampled)
+    assert not torch.equal(acted, actor.act(obs, deterministic=True))
+
+
 def test_actor_backbone_ends_with_an_activation():
     actor = SquashedGaussianActor(3, 1, [8, 8])
     assert isinstance(actor.backbone[-1], torch.nn.ReLU)
