@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 
 # pygame (used for rgb_array rendering) must not look for a display or a sound card
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -119,12 +120,40 @@ class ActionScaler:
         )
 
 
+_MUJOCO_WARNINGS_ROUTED = False
+
+
+def _route_mujoco_warnings(env_id: str) -> None:
+    """MuJoCo prints each warning of a model's compiler to stderr for every copy of the model (a run
+    makes one per training and evaluation environment: a dozen identical deprecation notices for
+    Gymnasium's own XML files with MuJoCo 4). Route them through Python's `warnings`, once each."""
+    global _MUJOCO_WARNINGS_ROUTED
+    if _MUJOCO_WARNINGS_ROUTED:
+        return
+    try:
+        if "mujoco" not in str(gym.spec(env_id).entry_point):
+            return
+        import mujoco
+    except (gym.error.Error, ImportError):
+        return
+    seen: set[str] = set()
+
+    def warn_once(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+    mujoco.set_mju_user_warning(warn_once)
+    _MUJOCO_WARNINGS_ROUTED = True
+
+
 def _env_fn(env_cfg, render_mode: str | None = None):
     kwargs = dict(env_cfg.get("kwargs") or {})
     max_steps = env_cfg.get("max_episode_steps")
 
     def make():
         register_envs()  # worker processes of async vector envs import us afresh
+        _route_mujoco_warnings(env_cfg.id)
         extra = {"max_episode_steps": int(max_steps)} if max_steps else {}
         return gym.make(env_cfg.id, render_mode=render_mode, **extra, **kwargs)
 
