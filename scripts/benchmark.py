@@ -78,7 +78,6 @@ def run_sac_runner(cfg, out_dir: Path) -> dict:
 
 
 def run_sb3(cfg) -> dict:
-    import gymnasium as gym
     import numpy as np
     import torch
     from stable_baselines3 import SAC
@@ -142,7 +141,6 @@ def run_sb3(cfg) -> dict:
             return True
 
     callback = Evaluations()
-    assert isinstance(model.env.observation_space, gym.spaces.Box)
     start = time.perf_counter()
     model.learn(total_timesteps=int(algo.total_steps), callback=callback)
     wall = time.perf_counter() - start
