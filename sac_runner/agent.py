@@ -41,10 +41,22 @@ def make_optimizer(opt_cfg, params) -> torch.optim.Optimizer:
     return cls(params, **kwargs)
 
 
+def resolve_device(name: str) -> torch.device:
+    """`device` of the config (or of sac-visualize): cpu, cuda, or auto (cuda when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_actor(cfg, obs_dim: int, act_dim: int, device: torch.device) -> SquashedGaussianActor:
+    arch = cfg.architecture
+    return SquashedGaussianActor(obs_dim, act_dim, list(arch.actor_hidden_sizes), arch.activation,
+                                 arch.log_std_min, arch.log_std_max).to(device)
+
+
 def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device) -> SAC:
     arch, algo = cfg.architecture, cfg.algorithm
-    actor = SquashedGaussianActor(obs_dim, act_dim, list(arch.actor_hidden_sizes), arch.activation,
-                                  arch.log_std_min, arch.log_std_max).to(device)
+    actor = make_actor(cfg, obs_dim, act_dim, device)
     critic = CriticEnsemble(obs_dim, act_dim, list(arch.critic_hidden_sizes), arch.activation,
                             arch.n_critics).to(device)
     target_critic = copy.deepcopy(critic)

@@ -10,7 +10,8 @@ import torch
 from sac_runner.envs import ActionScaler, make_env
 
 
-def _policy_action(actor, obs, device, deterministic=True) -> np.ndarray:
+def policy_action(actor, obs, device, deterministic=True) -> np.ndarray:
+    """The actor's actions in [-1, 1] for a batch of observations, without autograd."""
     with torch.inference_mode():
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1), device=device)
         return actor.act(x, deterministic).cpu().numpy()
@@ -29,7 +30,7 @@ def evaluate(actor, vec_env, seeds, device) -> np.ndarray:
     returns = np.zeros(n, dtype=np.float64)
     running = np.ones(n, dtype=bool)
     while running.any():
-        act = scaler.to_env(_policy_action(actor, obs, device))
+        act = scaler.to_env(policy_action(actor, obs, device))
         obs, rew, term, trunc, _ = vec_env.step(act)
         returns += np.where(running, rew, 0.0)
         running &= ~(term | trunc)
@@ -59,7 +60,7 @@ def record_video(actor, env_cfg, path: str | Path, seed: int, device, max_frames
                                                            "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
             writer.write_frame(frame)
             frames += 1
-            act = scaler.to_env(_policy_action(actor, obs[None], device)[0])
+            act = scaler.to_env(policy_action(actor, obs[None], device)[0])
             obs, rew, term, trunc, _ = env.step(act)
             total += float(rew)
             done = term or trunc

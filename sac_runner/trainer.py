@@ -17,11 +17,11 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from sac_runner.agent import make_agent
+from sac_runner.agent import make_agent, resolve_device
 from sac_runner.buffer import ReplayBuffer
 from sac_runner.checkpoint import FORMAT_VERSION, CheckpointError, atomic_torch_save, state_dict_mismatch
 from sac_runner.envs import ActionScaler, get_env_states, make_vector_env, set_env_states, transition_next_obs
-from sac_runner.evaluation import evaluate, record_video
+from sac_runner.evaluation import evaluate, policy_action, record_video
 
 # the signals that stop a run cleanly (checkpoint, then exit with status 128 + the signal number)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -29,12 +29,6 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class TrainingError(Exception):
     """Training cannot go on (a non-finite value, a failed write); str() is one line for the user."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -304,9 +298,7 @@ class Trainer:
         if p.env_steps < algo.learning_starts:
             act = self.rng.uniform(-1.0, 1.0, size=(algo.n_envs, self.act_dim)).astype(np.float32)
         else:
-            with torch.inference_mode():
-                x = torch.as_tensor(obs.reshape(algo.n_envs, -1), dtype=torch.float32, device=self.device)
-                act = self.agent.actor.act(x, deterministic=False).cpu().numpy()
+            act = policy_action(self.agent.actor, obs, self.device, deterministic=False)
         next_obs, rew, term, trunc, infos = self.envs.step(self.scaler.to_env(act))
         done = term | trunc
         # the stored s' is the real last observation of a finished episode, never a reset observation;

@@ -106,7 +106,7 @@ def load_config(run: Path | None, ckpt: dict, ckpt_path: Path):
 
 def build_actor(cfg, ckpt: dict, ckpt_path: Path, source: str, device):
     """The actor of the run's architecture with the checkpoint's weights; checks that both belong together."""
-    from sac_runner.agent import make_agent
+    from sac_runner.agent import make_actor
     from sac_runner.checkpoint import state_dict_mismatch
     from sac_runner.envs import make_env
 
@@ -130,17 +130,17 @@ def build_actor(cfg, ckpt: dict, ckpt_path: Path, source: str, device):
                              f"of size {ckpt.get('act_dim')}, but {env_id} as configured in {source} has {obs_dim} "
                              f"and {act_dim}")
     try:
-        agent = make_agent(cfg, obs_dim, act_dim, device)
+        actor = make_actor(cfg, obs_dim, act_dim, device)
     except Exception as e:  # an edited or incomplete config
-        raise VisualizeError(f"cannot build the agent from {source} ({type(e).__name__}: {str(e)[:200]})") from None
+        raise VisualizeError(f"cannot build the actor from {source} ({type(e).__name__}: {str(e)[:200]})") from None
     try:
-        agent.actor.load_state_dict(ckpt["actor"])
+        actor.load_state_dict(ckpt["actor"])
     except (RuntimeError, TypeError, AttributeError) as e:
         sizes = list(cfg.architecture.actor_hidden_sizes)
         raise VisualizeError(f"checkpoint {ckpt_path} does not fit the actor of {source} "
                              f"(architecture.actor_hidden_sizes={sizes}): {state_dict_mismatch(e)}") from None
-    agent.actor.eval()
-    return agent.actor
+    actor.eval()
+    return actor
 
 
 def video_path(args, run: Path | None, ckpt_path: Path) -> Path | None:
@@ -168,6 +168,7 @@ def video_path(args, run: Path | None, ckpt_path: Path) -> Path | None:
 def visualize(args: argparse.Namespace) -> dict:
     import torch
 
+    from sac_runner.agent import resolve_device
     from sac_runner.checkpoint import CheckpointError, load_checkpoint
     from sac_runner.envs import make_vector_env
     from sac_runner.evaluation import evaluate, record_video
@@ -176,8 +177,7 @@ def visualize(args: argparse.Namespace) -> dict:
     out = video_path(args, run, ckpt_path)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise VisualizeError("--device cuda but no CUDA device is available; use --device cpu")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     try:
         ckpt = load_checkpoint(ckpt_path, map_location=device)
     except CheckpointError as e:

@@ -85,6 +85,7 @@ def run_sb3(cfg) -> dict:
 
     from sac_runner.envs import make_env, make_vector_env  # also registers CartPoleContinuous-v1
     from sac_runner.evaluation import evaluate
+    from sac_runner.networks import ACTIVATIONS
 
     algo, arch = cfg.algorithm, cfg.architecture
     if algo.n_envs != 1:
@@ -113,8 +114,7 @@ def run_sb3(cfg) -> dict:
         target_entropy="auto" if algo.target_entropy is None else float(algo.target_entropy),
         policy_kwargs={"net_arch": {"pi": list(arch.actor_hidden_sizes), "qf": list(arch.critic_hidden_sizes)},
                        "n_critics": int(arch.n_critics),
-                       "activation_fn": {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "elu": torch.nn.ELU,
-                                         "gelu": torch.nn.GELU, "silu": torch.nn.SiLU}[arch.activation]},
+                       "activation_fn": ACTIVATIONS[arch.activation]},
         seed=int(cfg.seed), device="cpu", verbose=0)
     eval_envs = make_vector_env(cfg.env, int(algo.nb_evals))
     rng = np.random.default_rng(int(cfg.seed))
