@@ -10,14 +10,11 @@ import os
 import sys
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sac_runner.config import ConfigError
 
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra-core >= 1.1 has it
-    Callback = object
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 OBJECTIVES = ("final", "auc", "best")
@@ -165,12 +166,6 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------- callback
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra-core >= 1.1 has it
-    Callback = object
-
-
 def failed_jobs(sweep_dir: str | Path, since: float = 0.0) -> list[dict]:
     """The failed.json records of a sweep directory's jobs (written at or after `since`, a time),
     in job order."""
