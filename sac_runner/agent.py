@@ -3,42 +3,28 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import math
 
 import torch
+from hydra.utils import instantiate
 
 from sac_runner.networks import CriticEnsemble, SquashedGaussianActor
 from sac_runner.sac import SAC
 
 
-def optimizer_class(classname: str) -> type[torch.optim.Optimizer]:
-    """Resolve 'torch.optim.Adam' (or any importable dotted path) to an Optimizer subclass."""
-    module_name, _, attr = str(classname).rpartition(".")
-    if not module_name:
-        raise ValueError(f"'{classname}' is not a dotted path such as torch.optim.Adam")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError):
-        raise ValueError(f"'{classname}' cannot be imported") from None
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise ValueError(f"'{classname}' is not a torch.optim.Optimizer")
-    return cls
-
-
 def make_optimizer(opt_cfg, params) -> torch.optim.Optimizer:
-    """The configured optimizer; where the class has a fused implementation (Adam, AdamW, SGD) and the
-    config chooses neither `fused` nor `foreach`, the fused one (same update, fewer kernel launches)."""
+    """The configured optimizer (`_target_` a torch.optim class, `_partial_: true`, its other keys the constructor's
+    arguments); where the class has a fused implementation (Adam, AdamW, SGD) and the config chooses neither
+    `fused` nor `foreach`, the fused one (same update, fewer kernel launches)."""
     params = list(params)
-    kwargs = {k: v for k, v in dict(opt_cfg).items() if k != "classname"}
-    cls = optimizer_class(opt_cfg.classname)
-    if "fused" in inspect.signature(cls.__init__).parameters and not {"fused", "foreach"} & set(kwargs):
+    factory = instantiate(opt_cfg, _convert_="all")  # functools.partial(cls, **kwargs), plain lists for betas etc.
+    if "fused" in inspect.signature(factory.func.__init__).parameters and not {"fused", "foreach"} & set(opt_cfg):
         try:
-            return cls(params, fused=True, **kwargs)
+            return factory(params, fused=True)
         except (RuntimeError, ValueError, TypeError):  # an older torch or an unsupported device
             pass
-    return cls(params, **kwargs)
+    return factory(params)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 
 import gymnasium as gym
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from sac_runner import envs as _envs  # registers CartPoleContinuous-v1
-from sac_runner.agent import optimizer_class
 from sac_runner.networks import ACTIVATIONS
 from sac_runner.sweep import OBJECTIVES
+
+OPTIMIZERS = ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer")
 
 
 class ConfigError(Exception):
     """A user-facing configuration problem; str() is a single line."""
+
+
+def migrate_legacy(cfg: DictConfig) -> DictConfig:
+    """Bring a config written by an older sac_runner (a run's config.yaml) to the current layout, in place:
+    optimizer sections `{classname: torch.optim.Adam, lr: ...}` become `{_target_: ..., _partial_: true, lr: ...}`.
+    Returns cfg."""
+    for name in OPTIMIZERS:
+        section = cfg.get(name)
+        if isinstance(section, DictConfig) and "classname" in section:
+            legacy = ("classname", "_target_", "_partial_")
+            kwargs = {k: v for k, v in section.items_ex(resolve=False) if k not in legacy}
+            with open_dict(cfg):
+                cfg[name] = {"_target_": section.classname, "_partial_": True, **kwargs}
+    return cfg
 
 
 def _fail(key, value, expected, fix):
@@ -72,6 +89,28 @@ def _sizes(cfg, key):
               "must be a list of positive integers", f"use e.g. '{key}=[256,256]'")
 
 
+def _optimizer(cfg, name):
+    key, fix = f"{name}._target_", f"use e.g. {name}._target_=torch.optim.Adam"
+    target = _get(cfg, key)
+    hydra_log = logging.getLogger("hydra.utils")  # get_class logs its (multi-line) error before raising it
+    was_disabled, hydra_log.disabled = hydra_log.disabled, True
+    try:
+        cls = get_class(target) if isinstance(target, str) else None
+    except (ImportError, ValueError):  # no such module or attribute; not a class
+        cls = None
+    finally:
+        hydra_log.disabled = was_disabled
+    if cls is None:
+        _fail(key, target, "is not an importable class", fix)
+    if not issubclass(cls, torch.optim.Optimizer):
+        _fail(key, target, "is not a torch.optim.Optimizer", fix)
+    partial = _get(cfg, f"{name}._partial_")
+    if partial is not True:
+        _fail(f"{name}._partial_", partial, "must be true (the parameters are passed when the agent is built)",
+              f"add {name}._partial_=true")
+    _float(cfg, f"{name}.lr", 0.0, None, 3e-4)
+
+
 def validate_env(cfg: DictConfig) -> None:
     env_id = _get(cfg, "env.id")
     if not isinstance(env_id, str) or not env_id:
@@ -106,7 +145,8 @@ def validate_env(cfg: DictConfig) -> None:
 
 
 def validate(cfg: DictConfig) -> DictConfig:
-    """Check types and ranges of every key we use, normalising numbers in place. Returns cfg."""
+    """Check types and ranges of every key we use, normalising numbers in place (after migrate_legacy). Returns cfg."""
+    migrate_legacy(cfg)
     with open_dict(cfg):
         _int(cfg, "seed", 0, 1)
         _choice(cfg, "device", ["cpu", "cuda", "auto"])
@@ -144,12 +184,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         _float(cfg, "architecture.log_std_max", lo, None, 2.0)
         _int(cfg, "architecture.n_critics", 1, 2)
 
-        for name in ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer"):
-            try:
-                optimizer_class(_get(cfg, f"{name}.classname"))
-            except ValueError as e:
-                raise ConfigError(f"{name}.classname: {e}; use e.g. {name}.classname=torch.optim.Adam") from None
-            _float(cfg, f"{name}.lr", 0.0, None, 3e-4)
+        for name in OPTIMIZERS:
+            _optimizer(cfg, name)
 
         validate_env(cfg)
     return cfg

@@ -4,9 +4,12 @@ import itertools
 from importlib.resources import files
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from sac_runner.config import ConfigError, validate
+from sac_runner.agent import make_agent, make_optimizer
+from sac_runner.config import OPTIMIZERS, ConfigError, migrate_legacy, validate
+from sac_runner.runs import resume_config
 from tests.conftest import make_cfg
 
 
@@ -37,7 +40,7 @@ def test_every_architecture_and_optimizer_option_composes(arch, opt):
     cfg = make_cfg(f"architecture={arch}", f"optimizer@actor_optimizer={opt}",
                    f"optimizer@critic_optimizer={opt}", f"optimizer@entropy_coef_optimizer={opt}")
     validate(cfg)
-    assert cfg.actor_optimizer.classname.startswith("torch.optim.")
+    assert cfg.actor_optimizer._target_.startswith("torch.optim.") and cfg.actor_optimizer._partial_ is True
     assert cfg.critic_optimizer == cfg.actor_optimizer
 
 
@@ -92,7 +95,10 @@ BAD = [
     (["architecture.actor_hidden_sizes=[64,0]"], "architecture.actor_hidden_sizes=[64, 0] must be a list of positive integers"),
     (["architecture.activation=swish"], "architecture.activation='swish' is not one of"),
     (["architecture.n_critics=0"], "architecture.n_critics=0 must be positive"),
-    (["critic_optimizer.classname=torch.optim.Nope"], "critic_optimizer.classname: 'torch.optim.Nope' cannot be imported"),
+    (["critic_optimizer._target_=torch.optim.Nope"], "critic_optimizer._target_='torch.optim.Nope' is not an"),
+    (["actor_optimizer._target_=torch.nn.Linear"], "actor_optimizer._target_='torch.nn.Linear' is not a torch.optim"),
+    (["actor_optimizer._target_=Adam"], "actor_optimizer._target_='Adam' is not an importable class"),
+    (["entropy_coef_optimizer._partial_=false"], "entropy_coef_optimizer._partial_=False must be true"),
     (["actor_optimizer.lr=-1"], "actor_optimizer.lr=-1 is outside"),
     (["device=tpu"], "device='tpu' is not one of cpu, cuda, auto"),
     (["env=generic"], "env.id is required but not set"),
@@ -115,3 +121,104 @@ def test_resolved_config_round_trips_to_yaml():
     cfg = validate(make_cfg("env=Pendulum-v1"))
     again = OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True))
     assert again == cfg
+
+
+def test_small_and_large_architectures_state_only_their_sizes_and_inherit_the_rest():
+    default = make_cfg("architecture=default").architecture
+    for arch in ("small", "large"):
+        own = OmegaConf.load(files("sac_runner.conf").joinpath("architecture", f"{arch}.yaml"))
+        assert set(own) == {"defaults", "actor_hidden_sizes", "critic_hidden_sizes"}
+        composed = make_cfg(f"architecture={arch}").architecture
+        assert list(composed) == list(default)
+        for key in default:
+            want = own[key] if key in own else default[key]
+            assert composed[key] == want, (arch, key)
+        validate(make_cfg(f"architecture={arch}"))
+
+
+@pytest.mark.parametrize("env", [e for e in group_options("env") if e != "generic"])
+def test_mujoco_experiment_restores_the_paper_settings_over_every_env_preset(env):
+    """experiment=mujoco lists only some keys: whatever an env preset changes must be among them."""
+    paper = make_cfg("env=generic", "env.id=Pendulum-v1", "experiment=mujoco")
+    cfg = make_cfg(f"env={env}", "experiment=mujoco")
+    for section in ("algorithm", "architecture", *OPTIMIZERS):
+        assert cfg[section] == paper[section], section
+    assert paper.algorithm.total_steps == 1_000_000 and paper.algorithm.learning_starts == 10_000
+    assert paper.actor_optimizer.lr == pytest.approx(3e-4)
+    assert list(paper.architecture.critic_hidden_sizes) == [256, 256]
+
+
+def legacy_config(*overrides):
+    """A composed config as an older sac_runner wrote it to a run's config.yaml: optimizers named by `classname`."""
+    cfg = OmegaConf.create(OmegaConf.to_yaml(make_cfg(*overrides), resolve=True))
+    for name in OPTIMIZERS:
+        section = OmegaConf.to_container(cfg[name])
+        assert section.pop("_partial_") is True
+        cfg[name] = {"classname": section.pop("_target_"), **section}
+    return cfg
+
+
+def test_legacy_classname_configs_validate_and_build_the_same_optimizers():
+    overrides = ("env=Pendulum-v1", "optimizer@critic_optimizer=adamw", "critic_optimizer.weight_decay=0.05")
+    old = legacy_config(*overrides)
+    assert old.critic_optimizer == {"classname": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
+    new = validate(make_cfg(*overrides))
+    assert validate(old) is old
+    for name in OPTIMIZERS:
+        assert "classname" not in old[name]
+        assert old[name] == new[name]
+        assert list(old[name])[:2] == ["_target_", "_partial_"]
+    built_old, built_new = (make_agent(c, 3, 1, torch.device("cpu")) for c in (old, new))
+    for attr in ("actor_optimizer", "critic_optimizer", "alpha_optimizer"):
+        a, b = getattr(built_old, attr), getattr(built_new, attr)
+        assert type(a) is type(b)
+        assert a.defaults == b.defaults
+    assert type(built_old.critic_optimizer) is torch.optim.AdamW
+    assert built_old.critic_optimizer.defaults["lr"] == pytest.approx(1e-3)
+    assert built_old.critic_optimizer.defaults["weight_decay"] == pytest.approx(0.05)
+    assert type(built_old.actor_optimizer) is torch.optim.Adam
+    assert migrate_legacy(new) == new  # a current config is left as it is
+
+
+def test_resuming_a_legacy_run_migrates_its_config(tmp_path):
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(legacy_config("env=Pendulum-v1")))
+    cfg = validate(resume_config(tmp_path, make_cfg(f"resume={tmp_path}"), [f"resume={tmp_path}"]))
+    assert cfg.actor_optimizer == {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+
+
+class FusedFails(torch.optim.Adam):
+    """An optimizer whose constructor takes `fused` but cannot build the fused variant."""
+
+    def __init__(self, params, lr=1e-3, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("no fused kernel here")
+        super().__init__(params, lr=lr, fused=fused, **kwargs)
+
+
+def optimizer(*overrides):
+    cfg = validate(make_cfg(*overrides))
+    return make_optimizer(cfg.actor_optimizer, [torch.nn.Parameter(torch.zeros(3))])
+
+
+@pytest.mark.parametrize("overrides,cls,fused", [
+    ([], torch.optim.Adam, True),
+    (["optimizer@actor_optimizer=adamw"], torch.optim.AdamW, True),
+    (["actor_optimizer._target_=torch.optim.SGD"], torch.optim.SGD, True),
+    (["+actor_optimizer.fused=false"], torch.optim.Adam, False),
+    (["+actor_optimizer.foreach=true"], torch.optim.Adam, None),
+    ([f"actor_optimizer._target_={__name__}.FusedFails"], FusedFails, None),  # falls back silently
+    (["actor_optimizer._target_=torch.optim.RMSprop"], torch.optim.RMSprop, None),  # no fused variant
+])
+def test_fused_where_the_config_leaves_it_open(overrides, cls, fused):
+    opt = optimizer(*overrides)
+    assert type(opt) is cls
+    assert opt.defaults.get("fused") == fused
+    assert opt.defaults["lr"] == pytest.approx(2e-3)  # CartPoleContinuous-v1's preset
+
+
+def test_bad_optimizer_target_fails_before_anything_is_built(capfd):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg("actor_optimizer._target_=torch.optim.Nope"))
+    assert str(err.value) == ("actor_optimizer._target_='torch.optim.Nope' is not an importable class; "
+                              "use e.g. actor_optimizer._target_=torch.optim.Adam")
+    assert capfd.readouterr().err == ""  # hydra.utils.get_class's own error log is kept quiet
