@@ -10,7 +10,7 @@ import pytest
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
-from sac_runner import report
+from sac_runner import report, report_data, report_stats
 
 
 def make_run(path, overrides, seed, returns, steps=None, summary=True, env_id="Pendulum-v1", sps=500.0,
@@ -49,7 +49,8 @@ def sweep(tmp_path):
     failed = d / "5"
     (failed / ".hydra").mkdir(parents=True)
     (failed / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=2", "algorithm.tau=1.5", *common]))
-    (failed / "failed.json").write_text(json.dumps({"error": "ConfigError", "message": "algorithm.tau=1.5 is outside (0.0, 1.0]"}))
+    (failed / "failed.json").write_text(json.dumps({"error": "ConfigError",
+                                                     "message": "algorithm.tau=1.5 is outside (0.0, 1.0]"}))
     make_run(d / "6", ["algorithm.tau=0.05", *common], 2, [-1200.0, -1000.0], summary=False)
     (d / "7").mkdir()
     make_run(d / "8", ["algorithm.tau=0.2", *common], 0, [-1200.0, float("nan")])
@@ -64,13 +65,36 @@ def read_csv(path):
 
 
 def test_statistics():
-    lo, hi = report.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
-    assert lo < 2.5 < hi and (lo, hi) == report.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
+    lo, hi = report_stats.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
+    assert lo < 2.5 < hi and (lo, hi) == report_stats.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
     assert 1.0 <= lo and hi <= 4.0
-    assert all(math.isnan(v) for v in report.bootstrap_ci([5.0]))
-    assert report.iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)  # 25% trimmed from each end
-    assert report.iqm([1, 2, 3, 100, 200, 300, 400, 500]) == pytest.approx(150.75)  # mean of 3, 100, 200, 300
-    assert report.iqm([2.0, 4.0]) == pytest.approx(3.0)
+    assert all(math.isnan(v) for v in report_stats.bootstrap_ci([5.0]))
+    assert report_stats.iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)  # 25% trimmed from each end
+    assert report_stats.iqm([1, 2, 3, 100, 200, 300, 400, 500]) == pytest.approx(150.75)  # mean of 3, 100, 200, 300
+    assert report_stats.iqm([2.0, 4.0]) == pytest.approx(3.0)
+
+
+def test_each_bootstrap_interval_is_computed_once(sweep, monkeypatch):
+    """The resampling is the slow part: a group's row draws one interval for the final and one for the best
+    returns, its curve one per evaluation step."""
+    real = report_stats.bootstrap_ci
+    calls = []
+
+    def counting(x, *args, **kwargs):
+        calls.append(list(x))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(report_stats, "bootstrap_ci", counting)
+    runs = [report_data.load_run(sweep / str(i)) for i in range(3)]
+    (group,) = report_data.make_groups(runs)
+    row = report_stats.group_stats(group, -300.0, 0.9, 500, 1)
+    assert calls == [[r.final for r in runs], [r.best for r in runs]]
+    assert (row["final_ci_low"], row["final_ci_high"]) == real(calls[0], 0.9, 500, 1)
+    assert (row["best_ci_low"], row["best_ci_high"]) == real(calls[1], 0.9, 500, 1)
+    calls.clear()
+    steps, _, lo, hi = report_stats.group_curve(group, 0.9, 500, 1)
+    assert len(calls) == len(steps) == 3
+    assert (lo[-1], hi[-1]) == real([r.returns[-1] for r in runs], 0.9, 500, 1)
 
 
 def test_report_on_a_partial_sweep(sweep, tmp_path, capsys):
@@ -164,7 +188,7 @@ def test_a_step_logged_twice_keeps_its_last_value(tmp_path):
     w.add_scalar("eval/return_mean", 5.0, 2000)
     w.add_scalar("eval/return_mean", 6.0, 3000)
     w.close()
-    r = report.load_run(run)
+    r = report_data.load_run(run)
     assert r.skip_reason is None
     assert r.steps.tolist() == [1000, 2000, 3000] and r.returns.tolist() == [1.0, 5.0, 6.0]
     assert np.isfinite(r.wall_time_s)
@@ -179,7 +203,7 @@ def test_a_failed_job_resumed_afterwards_counts(tmp_path):
         f.rename(run / f.name)
     written = (run / "summary.json").stat().st_mtime
     os.utime(run / "failed.json", (written - 10, written - 10))  # resumed later: summary.json is newer
-    r = report.load_run(run)
+    r = report_data.load_run(run)
     assert r.skip_reason is None and r.complete
     os.utime(run / "failed.json", (written + 10, written + 10))
-    assert report.load_run(run).skip_reason == "failed: Interrupted: stopped by signal 15"
+    assert report_data.load_run(run).skip_reason == "failed: Interrupted: stopped by signal 15"
