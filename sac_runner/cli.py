@@ -73,8 +73,8 @@ def run(cfg: DictConfig) -> float:
     trainer = Trainer(cfg, run_dir)
     try:
         if resume_ckpt is not None:
-            trainer.restore(resume_ckpt)
-            print(runs.resume_message(trainer), flush=True)
+            resumed = trainer.resume(resume_ckpt)
+            print(runs.resume_message(run_dir, resumed, cfg.algorithm.total_steps), flush=True)
         summary = trainer.train()
     finally:
         trainer.close()

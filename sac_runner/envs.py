@@ -100,7 +100,7 @@ register_envs()
 
 
 class ActionScaler:
-    """Maps normalised actions in [-1, 1] to a Box action space's [low, high] and back."""
+    """Maps normalised actions in [-1, 1] to a Box action space's [low, high]."""
 
     def __init__(self, space: gym.spaces.Box):
         low = np.asarray(space.low, dtype=np.float64)
@@ -113,11 +113,6 @@ class ActionScaler:
     def to_env(self, action: np.ndarray) -> np.ndarray:
         a = np.clip(action, -1.0, 1.0)
         return (self.low + (a + 1.0) * 0.5 * (self.high - self.low)).astype(self.dtype)
-
-    def to_agent(self, env_action: np.ndarray) -> np.ndarray:
-        return (2.0 * (np.asarray(env_action, dtype=np.float64) - self.low) / (self.high - self.low) - 1.0).astype(
-            np.float32
-        )
 
 
 _MUJOCO_WARNINGS_ROUTED = False

@@ -100,6 +100,5 @@ class CriticEnsemble(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, act], dim=-1)
-        x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
-        return self.net(x).squeeze(-1)
+        x = torch.cat([obs, act], dim=-1)  # (B, obs_dim + act_dim), the same input for every member
+        return self.net(x.expand(self.n, *x.shape)).squeeze(-1)

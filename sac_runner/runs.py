@@ -13,7 +13,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sac_runner.config import ConfigError
+from sac_runner.config import ConfigError, migrate_legacy
 
 
 CONFIG_FILE = "config.yaml"
@@ -55,8 +55,10 @@ def check_run_dir(path) -> Path:
 
 
 def check_writable_dir(path, what: str = "the run directory",
-                       fix: str = "choose another one with hydra.run.dir=<path>") -> None:
-    """Raise ConfigError unless `path` exists as a writable directory or could be created."""
+                       fix: str = "choose another one with hydra.run.dir=<path>", create: bool = False) -> Path:
+    """Raise ConfigError unless `path` exists as a writable directory or could be created; with `create`,
+    create it (the only sure test: root passes every permission check, yet cannot write in /proc or on a
+    read-only file system). Returns the absolute path."""
     p = Path(str(path)).expanduser().absolute()
     probe = p
     while not probe.exists() and probe != probe.parent:
@@ -65,6 +67,12 @@ def check_writable_dir(path, what: str = "the run directory",
         raise ConfigError(f"cannot create {what} {p}: {probe} is not a directory; {fix}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot create {what} {p}: {probe} is not writable; {fix}")
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create {what} {p} ({e.strerror or type(e).__name__}); {fix}") from None
+    return p
 
 
 def _run_dir_resolver(resume, default: str) -> str:
@@ -89,7 +97,7 @@ class RunDirCallback(Callback):
                     check_run_dir(resume)
                 except ConfigError as e:
                     raise ConfigError(f"resume={resume}: {e}") from None
-            check_writable_dir(config.hydra.run.dir)
+            check_writable_dir(config.hydra.run.dir, create=True)
         except ConfigError as e:
             # callbacks run inside Hydra, which would print a traceback for an exception; SystemExit passes
             print(f"sac-train: error: {e}", file=sys.stderr)
@@ -125,6 +133,7 @@ def resume_config(run_dir: Path, composed: DictConfig, task_overrides) -> DictCo
                           f"the run cannot be resumed") from None
     if not isinstance(saved, DictConfig) or "env" not in saved or "algorithm" not in saved:
         raise ConfigError(f"{run_dir / CONFIG_FILE} is not a sac-train config; the run cannot be resumed")
+    migrate_legacy(saved)  # a run started by an older sac_runner (optimizer `classname` instead of `_target_`)
     # keys added to sac-train after the run was started take their current defaults
     for key in composed:
         if key not in saved:
@@ -142,7 +151,7 @@ def prepare_resume(cfg: DictConfig, task_overrides=(), multirun: bool = False) -
 
     `cfg` is the config composed for this invocation, `task_overrides` its command-line overrides.
     """
-    from sac_runner.checkpoint import load_checkpoint
+    from sac_runner.checkpoint import load_checkpoint, remove_stale_temporaries
     from sac_runner.config import validate
 
     if multirun:
@@ -157,23 +166,21 @@ def prepare_resume(cfg: DictConfig, task_overrides=(), multirun: bool = False) -
         raise ConfigError(f"resume={run_dir}: there is no {CHECKPOINT_DIR}/last.pt (the run stopped before its "
                           f"first checkpoint); start it again instead")
     ckpt = load_checkpoint(last)
-    steps, total = int((ckpt.get("progress") or {}).get("env_steps", 0)), int(new.algorithm.total_steps)
+    steps, total = int(ckpt.progress.get("env_steps", 0)), int(new.algorithm.total_steps)
     if steps >= total:
         raise ConfigError(f"resume={run_dir}: the run already reached its budget (step {steps}, "
                           f"algorithm.total_steps={total}); to train longer add "
                           f"algorithm.total_steps=<more than {steps}>")
-    for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp-*"):  # left by a writer killed mid-write
-        stale.unlink(missing_ok=True)
+    remove_stale_temporaries(run_dir / CHECKPOINT_DIR)  # left by a writer killed mid-write
     return run_dir, new, ckpt
 
 
-def resume_message(trainer) -> str:
-    """One line saying where a resumed run continues and what it could not restore."""
-    p = trainer.progress
-    line = f"sac-train: resuming {trainer.run_dir} at step {p.env_steps} of {trainer.algo.total_steps}"
-    if not trainer.env_restored:
+def resume_message(run_dir: Path, resumed, total_steps: int) -> str:
+    """One line saying where a resumed run continues and what it could not restore (a checkpoint.Resumed)."""
+    line = f"sac-train: resuming {run_dir} at step {resumed.env_steps} of {total_steps}"
+    if not resumed.env_restored:
         line += "; the training environments start fresh episodes (their state cannot be saved)"
-    if trainer.refill_until:
-        line += (f"; the replay buffer was not saved: no gradient step until it holds {trainer.refill_until} "
+    if resumed.refill_until:
+        line += (f"; the replay buffer was not saved: no gradient step until it holds {resumed.refill_until} "
                  f"transitions again")
     return line

@@ -52,15 +52,23 @@ def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: floa
 
 
 @torch.no_grad()
-def polyak_update(target: nn.Module | list, online: nn.Module | list, tau: float) -> None:
-    """Qbar <- (1 - tau) Qbar + tau Q (modules, or their parameter lists)."""
-    if isinstance(target, nn.Module):
-        target, online = list(target.parameters()), list(online.parameters())
+def polyak_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
+    """Qbar <- (1 - tau) Qbar + tau Q, over matching parameter lists."""
     torch._foreach_lerp_(target, online, tau)
 
 
 class SAC(nn.Module):
-    """Actor, critic ensemble, target critics, log alpha and their optimizers; `update` is one gradient step."""
+    """Actor, critic ensemble, target critics, log alpha and their optimizers; `update` is one gradient step.
+
+    Args:
+        actor: a SquashedGaussianActor (its `sample` gives reparameterised actions and log-probabilities).
+        critic: a CriticEnsemble, Q_1..Q_n in one module; target_critic: its copy, updated by Polyak averaging.
+        log_alpha: the initial log entropy coefficient (a scalar tensor).
+        optimizers: (actor, critic, alpha) optimizers; alpha's is None when alpha is fixed.
+        gamma: discount; tau: Polyak factor; target_entropy: Hbar, the entropy alpha steers towards.
+        learn_alpha: tune alpha (entropy_mode=auto) or keep it fixed.
+        max_grad_norm: clip each network's gradient norm to this value (None: no clipping).
+    """
 
     def __init__(self, actor, critic, target_critic, log_alpha, optimizers, *, gamma, tau, target_entropy,
                  learn_alpha, max_grad_norm=None):
@@ -74,6 +82,31 @@ class SAC(nn.Module):
         # parameter lists looked up once: walking the module tree on every update is measurable on CPU
         self._actor_params, self._critic_params = list(actor.parameters()), list(critic.parameters())
         self._target_params = list(target_critic.parameters())
+
+    def state_dict(self) -> dict:  # type: ignore[override]
+        """Everything an update changes: networks, target, log alpha and the optimizers' states."""
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "log_alpha": self.log_alpha.detach().cpu().clone(),
+            "optimizers": {name: None if opt is None else opt.state_dict() for name, opt in self._optimizers()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:  # type: ignore[override]
+        """Load a state_dict(); raises (RuntimeError, KeyError, ValueError) when it does not fit."""
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"].to(self.log_alpha.device))
+        saved = state["optimizers"]
+        for name, opt in self._optimizers():
+            if opt is not None and saved.get(name) is not None:
+                opt.load_state_dict(saved[name])
+
+    def _optimizers(self):
+        return (("actor", self.actor_optimizer), ("critic", self.critic_optimizer), ("alpha", self.alpha_optimizer))
 
     @property
     def alpha(self) -> torch.Tensor:

@@ -192,8 +192,16 @@ class SweepCallback(Callback):
         self.start = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from sac_runner.config import ConfigError
+        from sac_runner.runs import check_writable_dir
+
         self.start = time.time() - 1.0  # file times may be coarse
-        Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        try:
+            check_writable_dir(config.hydra.sweep.dir, "the sweep directory",
+                               "choose another one with hydra.sweep.dir=<path>", create=True)
+        except ConfigError as e:  # inside Hydra an exception would print a traceback; SystemExit passes
+            print(f"sac-train: error: {e}", file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

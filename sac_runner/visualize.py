@@ -88,11 +88,11 @@ def locate(path: str, last: bool) -> tuple[Path | None, Path]:
     return run, ckpt
 
 
-def load_config(run: Path | None, ckpt: dict, ckpt_path: Path):
+def load_config(run: Path | None, ckpt, ckpt_path: Path):
     from omegaconf import DictConfig, OmegaConf
 
     if run is None:  # a lone checkpoint carries the config it was trained with
-        cfg, source = OmegaConf.create(ckpt.get("config") or {}), f"the config stored in {ckpt_path}"
+        cfg, source = OmegaConf.create(ckpt.config or {}), f"the config stored in {ckpt_path}"
     else:
         source = f"{run / 'config.yaml'}"
         try:
@@ -104,15 +104,15 @@ def load_config(run: Path | None, ckpt: dict, ckpt_path: Path):
     return cfg, source
 
 
-def build_actor(cfg, ckpt: dict, ckpt_path: Path, source: str, device):
+def build_actor(cfg, ckpt, ckpt_path: Path, source: str, device):
     """The actor of the run's architecture with the checkpoint's weights; checks that both belong together."""
     from sac_runner.agent import make_actor
     from sac_runner.checkpoint import state_dict_mismatch
     from sac_runner.envs import make_env
 
     env_id = cfg.env.id
-    if ckpt.get("env_id") != env_id:
-        raise VisualizeError(f"checkpoint {ckpt_path} was trained on {ckpt.get('env_id')}, but {source} is for "
+    if ckpt.env_id != env_id:
+        raise VisualizeError(f"checkpoint {ckpt_path} was trained on {ckpt.env_id}, but {source} is for "
                              f"{env_id}; pass the checkpoint file on its own, or the run it belongs to")
     try:
         probe = make_env(cfg.env)
@@ -125,16 +125,16 @@ def build_actor(cfg, ckpt: dict, ckpt_path: Path, source: str, device):
         act_dim = int(np.prod(probe.action_space.shape))
     finally:
         probe.close()
-    if (ckpt.get("obs_dim"), ckpt.get("act_dim")) != (obs_dim, act_dim):
-        raise VisualizeError(f"checkpoint {ckpt_path} expects observations of size {ckpt.get('obs_dim')} and actions "
-                             f"of size {ckpt.get('act_dim')}, but {env_id} as configured in {source} has {obs_dim} "
+    if (ckpt.obs_dim, ckpt.act_dim) != (obs_dim, act_dim):
+        raise VisualizeError(f"checkpoint {ckpt_path} expects observations of size {ckpt.obs_dim} and actions "
+                             f"of size {ckpt.act_dim}, but {env_id} as configured in {source} has {obs_dim} "
                              f"and {act_dim}")
     try:
         actor = make_actor(cfg, obs_dim, act_dim, device)
     except Exception as e:  # an edited or incomplete config
         raise VisualizeError(f"cannot build the actor from {source} ({type(e).__name__}: {str(e)[:200]})") from None
     try:
-        actor.load_state_dict(ckpt["actor"])
+        actor.load_state_dict(ckpt.agent["actor"])
     except (RuntimeError, TypeError, AttributeError) as e:
         sizes = list(cfg.architecture.actor_hidden_sizes)
         raise VisualizeError(f"checkpoint {ckpt_path} does not fit the actor of {source} "
@@ -184,7 +184,7 @@ def visualize(args: argparse.Namespace) -> dict:
         raise VisualizeError(str(e)) from None
     cfg, source = load_config(run, ckpt, ckpt_path)
     actor = build_actor(cfg, ckpt, ckpt_path, source, device)
-    step = (ckpt.get("progress") or {}).get("env_steps")
+    step = ckpt.progress.get("env_steps")
     print(f"{PROG}: {cfg.env.id}, {ckpt_path} (env step {step})", flush=True)
 
     seeds = [args.seed + i for i in range(args.episodes)]

@@ -54,27 +54,27 @@ def compose(env: str, seed: int, overrides: list[str]):
 
 
 def run_sac_runner(cfg, out_dir: Path) -> dict:
-    from sac_runner.trainer import Trainer
+    from sac_runner.trainer import Hook, Trainer
 
-    class TimedTrainer(Trainer):
-        """The product's trainer, noting when each evaluation ends and how long evaluations took."""
+    class Timing(Hook):
+        """When each evaluation ends, and how long evaluations (with their checkpoint writes) took."""
 
-        def run_evaluation(self):
-            t0 = time.perf_counter()
-            mean = super().run_evaluation()
-            self.eval_s += time.perf_counter() - t0
-            self.curve.append([self.progress.env_steps, time.perf_counter() - self.t_start, mean])
-            return mean
+        def __init__(self):
+            self.eval_s, self.curve, self.t_start = 0.0, [], time.perf_counter()
 
-    trainer = TimedTrainer(cfg, out_dir)
-    trainer.eval_s, trainer.curve = 0.0, []
+        def on_evaluation(self, trainer, evaluation):
+            self.eval_s += evaluation.seconds
+            self.curve.append([evaluation.env_steps, time.perf_counter() - self.t_start, evaluation.mean])
+
+    timing = Timing()
+    trainer = Trainer(cfg, out_dir, hooks=[timing])
     try:
-        trainer.t_start = time.perf_counter()
+        timing.t_start = time.perf_counter()
         trainer.train()
-        wall = time.perf_counter() - trainer.t_start
+        wall = time.perf_counter() - timing.t_start
     finally:
         trainer.close()
-    return {"wall_s": wall, "eval_s": trainer.eval_s, "curve": trainer.curve, "updates": trainer.progress.updates}
+    return {"wall_s": wall, "eval_s": timing.eval_s, "curve": timing.curve, "updates": trainer.progress.updates}
 
 
 def run_sb3(cfg) -> dict:
@@ -98,7 +98,7 @@ def run_sb3(cfg) -> dict:
     if len({cfg.actor_optimizer.lr, cfg.critic_optimizer.lr, cfg.entropy_coef_optimizer.lr}) != 1:
         raise SystemExit("SB3 uses one learning rate for actor, critics and entropy; give all three the same lr")
     for name in ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer"):
-        if cfg[name].classname != "torch.optim.Adam":
+        if cfg[name]._target_ != "torch.optim.Adam":
             raise SystemExit("the SB3 side uses Adam; benchmark with the adam optimizer preset")
     if algo.max_grad_norm is not None:
         raise SystemExit("SB3's SAC has no gradient clipping; benchmark with algorithm.max_grad_norm=null")

@@ -13,14 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sac_runner.config import validate
 from sac_runner.trainer import Trainer
-from tests.conftest import TINY, make_cfg
-
-
-def sac_train(*args, cwd):
-    exe = shutil.which("sac-train")
-    cmd = [exe] if exe else [sys.executable, "-m", "sac_runner.cli"]
-    env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+from tests.conftest import TINY, make_trainer, sac_train, train
 
 
 def test_sac_train_writes_a_complete_run_directory(tmp_path):
@@ -47,7 +40,9 @@ def test_sac_train_writes_a_complete_run_directory(tmp_path):
     for name in ("last.pt", "best.pt"):
         ckpt = torch.load(run / "checkpoints" / name, weights_only=True)
         assert ckpt["env_id"] == "CartPoleContinuous-v1" and ckpt["config"]["seed"] == 5
-        assert {"actor", "critic", "target_critic", "log_alpha", "optimizers", "progress"} <= set(ckpt)
+        assert ckpt["format"] == 2 and {"agent", "progress", "obs_dim", "act_dim"} <= set(ckpt)
+        assert set(ckpt["agent"]) == {"actor", "critic", "target_critic", "log_alpha", "optimizers"}
+        assert ("resume" in ckpt) == (name == "last.pt")
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["env_steps"] == 300
 
     import imageio_ffmpeg
@@ -81,12 +76,8 @@ def test_unknown_env_preset_fails_cleanly(tmp_path):
 
 
 def run_in_process(tmp_path, *overrides):
-    cfg = validate(make_cfg(*TINY, "save_video=false", *overrides))
-    trainer = Trainer(cfg, tmp_path)
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
+    trainer = make_trainer(tmp_path, *overrides)
+    train(trainer)
     return np.array(trainer.progress.evals), trainer
 
 

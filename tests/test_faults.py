@@ -17,43 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sac_runner.checkpoint import CheckpointError, load_checkpoint
 from sac_runner.config import validate
 from sac_runner.trainer import Trainer, TrainingError
-from tests.conftest import TINY, make_cfg
+from tests.conftest import TINY, cli_command, make_trainer, sac_train, step_hook, train
 
 torch.set_num_threads(1)
-
-
-def sac_train_cmd():
-    exe = shutil.which("sac-train")
-    return [exe] if exe else [sys.executable, "-m", "sac_runner.cli"]
-
-
-def sac_train(*args, cwd):
-    return subprocess.run([*sac_train_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, HYDRA_FULL_ERROR="0"))
-
-
-def make_trainer(run_dir, *overrides):
-    cfg = validate(make_cfg(*TINY, "save_video=false", *overrides))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    return Trainer(cfg, run_dir)
-
-
-def train(trainer, hook=None):
-    """train() with `hook(trainer)` called after each environment step."""
-    if hook is not None:
-        collect = trainer.collect_step
-
-        def collect_and_hook(obs):
-            out = collect(obs)
-            hook(trainer)
-            return out
-
-        trainer.collect_step = collect_and_hook
-    try:
-        return trainer.train()
-    finally:
-        trainer.close()
 
 
 def scalars(run_dir, tags):
@@ -74,7 +40,7 @@ def wait_for(path: Path, proc, timeout=120.0):
 # ------------------------------------------------------------------------------------------- signals
 def test_sigterm_checkpoints_exits_and_cli_resume_matches_an_uninterrupted_run(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([*sac_train_cmd(), *TINY, "save_video=false", "algorithm.total_steps=100000",
+    proc = subprocess.Popen([*cli_command("sac-train"), *TINY, "save_video=false", "algorithm.total_steps=100000",
                              f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -98,9 +64,9 @@ def test_sigterm_checkpoints_exits_and_cli_resume_matches_an_uninterrupted_run(t
     full = make_trainer(tmp_path / "full", "algorithm.total_steps=600")
     train(full)
     resumed = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert resumed["progress"]["evals"] == full.progress.evals
+    assert resumed.progress["evals"] == full.progress.evals
     for k, v in full.agent.actor.state_dict().items():
-        assert torch.equal(resumed["actor"][k], v)
+        assert torch.equal(resumed.agent["actor"][k], v)
 
     # the same directory and the same TensorBoard stream, with no step missing or repeated
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "run"]  # no stray Hydra output directory
@@ -113,18 +79,14 @@ def test_sigterm_checkpoints_exits_and_cli_resume_matches_an_uninterrupted_run(t
 
 def test_sigint_stops_after_the_step_and_a_second_one_stops_at_once(tmp_path):
     before = signal.getsignal(signal.SIGINT)
-    trainer = make_trainer(tmp_path / "a")
-
     def one_sigint(t):
         if t.progress.env_steps == 200:
             os.kill(os.getpid(), signal.SIGINT)
 
-    summary = train(trainer, one_sigint)
+    summary = train(make_trainer(tmp_path / "a", hooks=[step_hook(one_sigint)]))
     assert summary["interrupted"] == "SIGINT" and summary["env_steps"] == 200 and summary["video"] is None
-    assert load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["progress"]["env_steps"] == 200
+    assert load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt").progress["env_steps"] == 200
     assert signal.getsignal(signal.SIGINT) is before
-
-    trainer = make_trainer(tmp_path / "b")
 
     def two_sigints(t):
         if t.progress.env_steps == 200:
@@ -132,19 +94,20 @@ def test_sigint_stops_after_the_step_and_a_second_one_stops_at_once(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
-        train(trainer, two_sigints)
-    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["progress"]["env_steps"] == 150
+        train(make_trainer(tmp_path / "b", hooks=[step_hook(two_sigints)]))
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt").progress["env_steps"] == 150
     assert signal.getsignal(signal.SIGINT) is before
 
 
 # ------------------------------------------------------------------------------------------- atomic writes
 WRITER = """
 import sys, torch
-from sac_runner.checkpoint import atomic_torch_save
+from sac_runner.checkpoint import Checkpoint, save_checkpoint
 i = 0
 while True:
     i += 1
-    atomic_torch_save({"format": 1, "actor": {}, "version": i, "payload": torch.full((3_000_000,), float(i))}, sys.argv[1])
+    agent = {"actor": {}, "version": i, "payload": torch.full((3_000_000,), float(i))}
+    save_checkpoint(Checkpoint("x", 1, 1, {}, agent, {"env_steps": i}), sys.argv[1])
 """
 
 
@@ -163,7 +126,7 @@ def test_a_writer_killed_mid_write_leaves_a_complete_checkpoint(tmp_path):
         finally:
             proc.kill()
         ckpt = load_checkpoint(path)
-        assert ckpt["version"] >= 1 and torch.all(ckpt["payload"] == ckpt["version"])
+        assert ckpt.agent["version"] >= 1 and torch.all(ckpt.agent["payload"] == ckpt.agent["version"])
         for leftover in tmp_path.glob(".last.pt.tmp-*"):  # the killed writer's partial file, never last.pt
             try:
                 load_checkpoint(leftover)
@@ -174,25 +137,21 @@ def test_a_writer_killed_mid_write_leaves_a_complete_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------------------------------- NaN guard
 def test_a_nan_loss_stops_training_naming_step_and_quantity_and_keeps_the_last_good_checkpoint(tmp_path):
-    trainer = make_trainer(tmp_path)
-    update = trainer.agent.update
-
-    def poisoned_update(batch):
-        if trainer.progress.env_steps >= 170:  # after the checkpoint of step 150
+    def poison(t):
+        if t.progress.env_steps == 169:  # after the checkpoint of step 150: the next update meets a NaN
             with torch.no_grad():
-                next(trainer.agent.critic.parameters()).fill_(float("nan"))
-        return update(batch)
+                next(t.agent.critic.parameters()).fill_(float("nan"))
 
-    trainer.agent.update = poisoned_update
+    trainer = make_trainer(tmp_path, hooks=[step_hook(poison)])
     with pytest.raises(TrainingError) as e:
         train(trainer)
     msg, p = str(e.value), trainer.progress
-    assert 170 <= p.env_steps < 180 and "\n" not in msg
+    assert p.env_steps == 170 and "\n" not in msg
     assert msg.startswith(f"critic loss became nan at env step {p.env_steps} (gradient step {p.updates}); training stopped")
     assert f"the last good checkpoint, {tmp_path / 'checkpoints' / 'last.pt'} (step 150), is kept" in msg
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert ckpt["progress"]["env_steps"] == 150
-    assert all(torch.isfinite(v).all() for v in ckpt["critic"].values())
+    assert ckpt.progress["env_steps"] == 150
+    assert all(torch.isfinite(v).all() for v in ckpt.agent["critic"].values())
 
 
 def test_non_finite_parameters_are_never_checkpointed(tmp_path):
@@ -202,7 +161,7 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path):
     with torch.no_grad():
         trainer.agent.actor.mean.bias.fill_(float("inf"))
     with pytest.raises(TrainingError, match=r"actor parameter mean.bias became inf at env step 150"):
-        trainer.save_last()
+        trainer.save("last.pt", resumable=True)
     assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == before
 
 
@@ -224,7 +183,7 @@ class Payload:
 def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     monkeypatch.setenv("SAC_TEST_MARKER", str(marker))
-    torch.save({"format": 1, "actor": {}, "extra": Payload()}, tmp_path / "evil.pt")
+    torch.save({"format": 2, "agent": {"actor": {}}, "extra": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="refused") as e:
         load_checkpoint(tmp_path / "evil.pt")
     assert "\n" not in str(e.value) and not marker.exists()
@@ -247,20 +206,38 @@ def test_a_full_disk_at_a_checkpoint_is_one_clear_error(tmp_path):
 def test_a_failing_tensorboard_write_is_one_clear_error(tmp_path, monkeypatch):
     import errno
 
-    import sac_runner.trainer as trainer_module
+    import sac_runner.logger as logger_module
 
-    class FullDiskWriter(trainer_module.SummaryWriter):
+    class FullDiskWriter(logger_module.SummaryWriter):
         def add_scalar(self, tag, value, step=None, *args, **kwargs):
             if step is not None and step > 200:  # as the writer thread reports it, at the next call
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "tensorboard" / "events"))
             return super().add_scalar(tag, value, step, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "SummaryWriter", FullDiskWriter)
+    monkeypatch.setattr(logger_module, "SummaryWriter", FullDiskWriter)  # a full disk, seen by TensorBoard
     with pytest.raises(TrainingError) as e:
         train(make_trainer(tmp_path))
     assert str(e.value) == (f"cannot write {tmp_path / 'tensorboard' / 'events'} (No space left on device); free disk "
                             f"space or fix the directory's permissions, then continue from step 150 with: "
                             f"sac-train resume={tmp_path}")
+
+
+@pytest.mark.parametrize("where", ["/proc/sac-runner-test/run", "/dev/null/run"])
+def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path, where):
+    """/proc refuses new directories even to root (ENOENT); /dev/null is a file on the way."""
+    proc = sac_train(*TINY, f"hydra.run.dir={where}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sac-train: error: cannot create the run directory {where}")
+    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_directory_that_cannot_be_created_is_one_line(tmp_path):
+    proc = sac_train("-m", *TINY, "seed=0,1", "hydra.sweep.dir=/proc/sac-runner-test/sweep", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot create the sweep directory /proc/sac-runner-test/sweep" in lines[0]
+    assert "hydra.sweep.dir=<path>" in lines[0] and "Traceback" not in proc.stderr
 
 
 def test_an_unwritable_output_directory_is_reported_at_start(tmp_path):

@@ -8,13 +8,12 @@ import sys
 
 import imageio.v3 as iio
 
+from tests.conftest import run_cli
+
 
 def run(tool, *args, cwd):
-    exe = shutil.which(tool)
-    module = {"sac-train": "sac_runner.cli", "sac-visualize": "sac_runner.visualize"}[tool]
-    cmd = [exe] if exe else [sys.executable, "-m", module]
-    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY")}
-    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    """A console script as a headless user runs it: no display, no rendering backend chosen."""
+    return run_cli(tool, *args, cwd=cwd, drop_env=("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY"))
 
 
 def test_halfcheetah_trains_records_and_replays_headless(tmp_path):

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,7 @@ from sac_runner.buffer import ReplayBuffer
 from sac_runner.checkpoint import load_checkpoint
 from sac_runner.config import ConfigError, validate
 from sac_runner.trainer import Trainer
-from tests.conftest import TINY, make_cfg
+from tests.conftest import make_cfg, make_trainer, sac_train, step_hook, train
 
 torch.set_num_threads(1)
 
@@ -28,39 +29,57 @@ ENVS = {
 }
 
 
+def sigterm_at(step):
+    """A hook sending ourselves SIGTERM once the run reaches `step` (the real handler sets the flag)."""
+
+    def maybe_signal(trainer):
+        if trainer.progress.env_steps == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return [] if step is None else [step_hook(maybe_signal)]
+
+
 def new_run(run_dir, *overrides, stop_at=None):
     """Train in-process as `sac-train` would (config.yaml first); with stop_at, send ourselves SIGTERM at that step."""
-    cfg = validate(make_cfg(*TINY, "save_video=false", *overrides))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    return _train(Trainer(cfg, run_dir), stop_at)
+    trainer = make_trainer(run_dir, *overrides, hooks=sigterm_at(stop_at))
+    return trainer, train(trainer)
 
 
 def resume_run(run_dir, *overrides, stop_at=None):
     """What `sac-train resume=<run_dir> <overrides>` does, in-process."""
     composed = make_cfg(f"resume={run_dir}", *overrides)
     run_dir, cfg, ckpt = runs.prepare_resume(composed, list(overrides))
-    trainer = Trainer(cfg, run_dir)
-    trainer.restore(ckpt)
-    return _train(trainer, stop_at)
+    trainer = Trainer(cfg, run_dir, hooks=sigterm_at(stop_at))
+    trainer.resume(ckpt)
+    return trainer, train(trainer)
 
 
-def _train(trainer, stop_at):
-    if stop_at is not None:
-        collect = trainer.collect_step
+def resume_message(trainer):
+    return runs.resume_message(trainer.run_dir, trainer.resumed, trainer.algo.total_steps)
 
-        def collect_then_signal(obs):
-            out = collect(obs)
-            if trainer.progress.env_steps == stop_at:
-                os.kill(os.getpid(), signal.SIGTERM)  # the real handler sets the flag
-            return out
 
-        trainer.collect_step = collect_then_signal
-    try:
-        summary = trainer.train()
-    finally:
-        trainer.close()
-    return trainer, summary
+class PointMass(gym.Env):
+    """A 1-D point mass pushed towards 0. Its state lives in attributes no checkpoint can save (as a MuJoCo
+    simulator's does), so a resumed run must start fresh episodes."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.v = float(self.np_random.uniform(-1, 1)), 0.0
+        return np.array([self.x, self.v], np.float32), {}
+
+    def step(self, action):
+        self.v += 0.1 * float(action[0])
+        self.x += self.v
+        return np.array([self.x, self.v], np.float32), -abs(self.x), False, False, {}
+
+
+gym.register("PointMass-v0", entry_point=PointMass)
 
 
 def assert_same_state(a: Trainer, b: Trainer):
@@ -74,15 +93,15 @@ def assert_same_state(a: Trainer, b: Trainer):
     assert torch.equal(a.agent.log_alpha, b.agent.log_alpha)
     for k in a.buffer.data:
         assert torch.equal(a.buffer.data[k][: a.buffer.size], b.buffer.data[k][: b.buffer.size])
-    np.testing.assert_array_equal(a.obs, b.obs)
+    np.testing.assert_array_equal(a.state.obs, b.state.obs)
 
 
 def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
     trainer, _ = new_run(tmp_path / "run", "algorithm.total_steps=150")
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    agent = make_agent(trainer.cfg, ckpt["obs_dim"], ckpt["act_dim"], torch.device("cpu"))
-    agent.actor.load_state_dict(ckpt["actor"])
-    obs = torch.randn(64, ckpt["obs_dim"], generator=torch.Generator().manual_seed(0))
+    agent = make_agent(trainer.cfg, ckpt.obs_dim, ckpt.act_dim, torch.device("cpu"))
+    agent.load_state_dict(ckpt.agent)
+    obs = torch.randn(64, ckpt.obs_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(trainer.agent.actor.act(obs, True), agent.actor.act(obs, True))
         torch.manual_seed(5)
@@ -100,7 +119,7 @@ def test_stopped_and_resumed_equals_uninterrupted(tmp_path, env):
     assert summary["interrupted"] == "SIGTERM" and part.progress.env_steps == 226
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # handlers put back
     resumed, _ = resume_run(tmp_path / "part")
-    assert resumed.env_restored
+    assert resumed.resumed.env_restored
     assert_same_state(full, resumed)
 
 
@@ -115,22 +134,19 @@ def test_resume_without_replay_buffer_refills_it_first(tmp_path):
     full, _ = new_run(tmp_path / "full")
     new_run(tmp_path / "part", "checkpoint.save_replay_buffer=false", stop_at=200)
     ckpt = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
-    assert "data" not in ckpt["resume"]["buffer"]
+    assert "data" not in ckpt.resume["buffer"]
     resumed, summary = resume_run(tmp_path / "part")
-    assert resumed.refill_until == 100 and summary["env_steps"] == 300
+    assert resumed.resumed.refill_until == 100 and summary["env_steps"] == 300
     assert resumed.progress.updates < full.progress.updates  # 100 steps without gradient steps
-    assert "replay buffer was not saved" in runs.resume_message(resumed)
+    assert "replay buffer was not saved" in resume_message(resumed)
 
 
-def test_environments_that_cannot_be_restored_start_fresh_episodes(tmp_path, monkeypatch):
-    import sac_runner.trainer as trainer_module
-
-    monkeypatch.setattr(trainer_module, "get_env_states", lambda envs: None)  # as for MuJoCo
-    new_run(tmp_path / "part", stop_at=200)
-    assert load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")["resume"]["envs"] is None
+def test_environments_that_cannot_be_restored_start_fresh_episodes(tmp_path):
+    new_run(tmp_path / "part", "env=generic", "env.id=PointMass-v0", stop_at=200)
+    assert load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt").resume["envs"] is None
     resumed, summary = resume_run(tmp_path / "part")
-    assert not resumed.env_restored and summary["env_steps"] == 300
-    assert "fresh episodes" in runs.resume_message(resumed)
+    assert not resumed.resumed.env_restored and summary["env_steps"] == 300
+    assert "fresh episodes" in resume_message(resumed)
 
 
 def test_buffer_loads_into_a_different_capacity():
@@ -172,9 +188,7 @@ def test_refusals_are_one_line_config_errors(tmp_path):
 
 
 def test_cli_resume_of_a_missing_run_creates_nothing(tmp_path):
-    exe = shutil.which("sac-train")
-    cmd = [exe] if exe else [sys.executable, "-m", "sac_runner.cli"]
-    proc = subprocess.run([*cmd, "resume=outputs/typo"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = sac_train("resume=outputs/typo", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sac-train: error: resume=outputs/typo:") and "does not exist" in lines[0]

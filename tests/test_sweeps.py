@@ -13,16 +13,15 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_module
 
-from conftest import TINY
+from tests.conftest import TINY, run_cli
 from sac_runner import report, sweep
 
 SWEEP_TINY = [*TINY, "save_video=false"]
 
 
 def sac_train(cwd, *args, timeout=240):
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "sac_runner.cli", "-m", *args, *SWEEP_TINY], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    """`sac-train -m <args>` on the tiny budget."""
+    return run_cli("sac-train", "-m", *args, *SWEEP_TINY, cwd=cwd, timeout=timeout)
 
 
 def overrides_of(job_dir: Path) -> list[str]:

@@ -20,20 +20,13 @@ from sac_runner.evaluation import evaluate
 from sac_runner.networks import SquashedGaussianActor
 from sac_runner.trainer import Trainer
 from sac_runner.visualize import main
-from tests.conftest import TINY, make_cfg
+from tests.conftest import make_trainer, run_cli, train
 
 torch.set_num_threads(1)
 
 
 def new_run(run_dir, *overrides):
-    cfg = validate(make_cfg(*TINY, "save_video=false", "algorithm.total_steps=150", *overrides))
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    trainer = Trainer(cfg, run_dir)
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
+    train(make_trainer(run_dir, "algorithm.total_steps=150", *overrides))
     return run_dir
 
 
@@ -62,10 +55,7 @@ def frames(path):
 
 def test_console_script_replays_the_best_checkpoint_of_a_run(runs):
     run = runs["CartPoleContinuous-v1"]
-    exe = shutil.which("sac-visualize")
-    cmd = [exe] if exe else [sys.executable, "-m", "sac_runner.visualize"]
-    proc = subprocess.run([*cmd, str(run), "--episodes", "3", "--seed", "7"], capture_output=True, text=True,
-                          timeout=120, env={k: v for k, v in os.environ.items() if k != "DISPLAY"})
+    proc = run_cli("sac-visualize", run, "--episodes", "3", "--seed", "7", timeout=120, drop_env=("DISPLAY",))
     assert proc.returncode == 0, proc.stderr
     assert str(run / "checkpoints" / "best.pt") in proc.stdout
     video = run / "videos" / "visualize-best.mp4"
@@ -75,7 +65,7 @@ def test_console_script_replays_the_best_checkpoint_of_a_run(runs):
     cfg = OmegaConf.load(run / "config.yaml")
     actor = SquashedGaussianActor(4, 1, list(cfg.architecture.actor_hidden_sizes), cfg.architecture.activation,
                                   cfg.architecture.log_std_min, cfg.architecture.log_std_max)
-    actor.load_state_dict(torch.load(run / "checkpoints" / "best.pt", weights_only=True)["actor"])
+    actor.load_state_dict(torch.load(run / "checkpoints" / "best.pt", weights_only=True)["agent"]["actor"])
     returns = evaluate(actor, make_vector_env(cfg.env, 3), [7, 8, 9], torch.device("cpu"))
     assert (f"mean {returns.mean():.2f}  std {returns.std():.2f}  min {returns.min():.2f}  max {returns.max():.2f}"
             in proc.stdout)
@@ -112,6 +102,8 @@ def write_foreign_checkpoint(src_run, dst_run, **change):
     shutil.copytree(src_run, dst_run)
     path = dst_run / "checkpoints" / "best.pt"
     ckpt = torch.load(path, weights_only=True)
+    if "actor" in change:
+        ckpt["agent"]["actor"] = change.pop("actor")
     ckpt.update(change)
     torch.save(ckpt, path)
     return dst_run
@@ -132,7 +124,7 @@ def bad_inputs(runs, tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(np.random.default_rng(0).bytes(5000))
     (tmp_path / "empty.pt").write_bytes(b"")
-    torch.save({"format": 1, "actor": {}, "x": np.float64(1.0)}, tmp_path / "pickled.pt")  # needs a global
+    torch.save({"format": 2, "agent": {"actor": {}}, "x": np.float64(1.0)}, tmp_path / "pickled.pt")  # needs a global
     no_best = tmp_path / "no_best"
     shutil.copytree(cart, no_best)
     (no_best / "checkpoints" / "best.pt").unlink()
@@ -171,9 +163,7 @@ def test_an_unwritable_video_path_is_reported_before_playing(runs, tmp_path):
 
 
 def test_console_script_bad_input_has_no_traceback(tmp_path):
-    exe = shutil.which("sac-visualize")
-    cmd = [exe] if exe else [sys.executable, "-m", "sac_runner.visualize"]
-    proc = subprocess.run([*cmd, str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
+    proc = run_cli("sac-visualize", tmp_path / "missing", timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"sac-visualize: error: {tmp_path / 'missing'} does not exist"
 
