@@ -36,22 +36,33 @@ def resolve_device(name: str) -> torch.device:
 
 def make_actor(cfg, obs_dim: int, act_dim: int, device: torch.device) -> SquashedGaussianActor:
     arch = cfg.architecture
-    return SquashedGaussianActor(obs_dim, act_dim, list(arch.actor_hidden_sizes), arch.activation,
-                                 arch.log_std_min, arch.log_std_max).to(device)
+    return SquashedGaussianActor(
+        obs_dim, act_dim, list(arch.actor_hidden_sizes), arch.activation, arch.log_std_min, arch.log_std_max
+    ).to(device)
 
 
 def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device) -> SAC:
     arch, algo = cfg.architecture, cfg.algorithm
     actor = make_actor(cfg, obs_dim, act_dim, device)
-    critic = CriticEnsemble(obs_dim, act_dim, list(arch.critic_hidden_sizes), arch.activation,
-                            arch.n_critics).to(device)
+    critic = CriticEnsemble(obs_dim, act_dim, list(arch.critic_hidden_sizes), arch.activation, arch.n_critics).to(
+        device
+    )
     target_critic = copy.deepcopy(critic)
     learn_alpha = algo.entropy_mode == "auto"
     log_alpha = torch.tensor(math.log(algo.init_entropy_coef), dtype=torch.float32, device=device)
     target_entropy = float(-act_dim if algo.target_entropy is None else algo.target_entropy)
-    agent = SAC(actor, critic, target_critic, log_alpha, (None, None, None), gamma=float(algo.discount),
-                tau=float(algo.tau), target_entropy=target_entropy, learn_alpha=learn_alpha,
-                max_grad_norm=algo.max_grad_norm)
+    agent = SAC(
+        actor,
+        critic,
+        target_critic,
+        log_alpha,
+        (None, None, None),
+        gamma=float(algo.discount),
+        tau=float(algo.tau),
+        target_entropy=target_entropy,
+        learn_alpha=learn_alpha,
+        max_grad_norm=algo.max_grad_norm,
+    )
     agent.actor_optimizer = make_optimizer(cfg.actor_optimizer, agent.actor.parameters())
     agent.critic_optimizer = make_optimizer(cfg.critic_optimizer, agent.critic.parameters())
     agent.alpha_optimizer = make_optimizer(cfg.entropy_coef_optimizer, [agent.log_alpha]) if learn_alpha else None

@@ -14,8 +14,9 @@ class ReplayBuffer:
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0):
         self.capacity, self.device = int(capacity), torch.device(device)
         shapes = {"obs": (obs_dim,), "act": (act_dim,), "rew": (), "next_obs": (obs_dim,), "terminated": ()}
-        self.data = {k: torch.zeros((self.capacity, *s), dtype=torch.float32, device=self.device)
-                     for k, s in shapes.items()}
+        self.data = {
+            k: torch.zeros((self.capacity, *s), dtype=torch.float32, device=self.device) for k, s in shapes.items()
+        }
         # on the CPU, writes go through NumPy views of the same memory: a few rows per environment step
         # cost a fraction of torch's indexing overhead
         self._views = {k: v.numpy() for k, v in self.data.items()} if self.device.type == "cpu" else None
@@ -34,8 +35,11 @@ class ReplayBuffer:
         if n > self.capacity:
             raise ValueError(f"cannot add {n} transitions to a buffer of capacity {self.capacity}")
         if self._views is not None:
-            rows = slice(self.pos, self.pos + n) if self.pos + n <= self.capacity else \
-                (self.pos + np.arange(n)) % self.capacity
+            rows = (
+                slice(self.pos, self.pos + n)
+                if self.pos + n <= self.capacity
+                else (self.pos + np.arange(n)) % self.capacity
+            )
             for k, v in values.items():
                 view = self._views[k]
                 view[rows] = np.asarray(v, dtype=np.float32).reshape(n, *view.shape[1:])
@@ -55,8 +59,7 @@ class ReplayBuffer:
 
     # --- persistence (the trainer decides whether the contents are saved) ---
     def state_dict(self, with_data: bool = True) -> dict:
-        state = {"pos": self.pos, "size": self.size, "capacity": self.capacity,
-                 "generator": self.generator.get_state()}
+        state = {"pos": self.pos, "size": self.size, "capacity": self.capacity, "generator": self.generator.get_state()}
         if with_data:
             state["data"] = {k: v[: self.size].cpu() for k, v in self.data.items()}
         return state
@@ -85,5 +88,5 @@ class ReplayBuffer:
             data = {k: v[order] for k, v in data.items()}
         keep = min(size, self.capacity)
         for k, v in data.items():
-            self.data[k][:keep] = v[size - keep:]
+            self.data[k][:keep] = v[size - keep :]
         self.size, self.pos = keep, keep % self.capacity

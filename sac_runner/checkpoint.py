@@ -79,11 +79,15 @@ def derived_seed(*entropy: int) -> int:
 def global_rng_states() -> dict:
     """Python's, NumPy's and torch's global generator states, as plain containers and tensors."""
     version, internal, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
     return {
         "python": [version, list(internal), gauss],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -93,8 +97,9 @@ def set_global_rng_states(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((int(version), tuple(int(x) for x in internal), gauss))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -120,7 +125,7 @@ class RunState:
         # one generator for everything random outside torch: warm-up actions and evaluation seeds
         self.rng = np.random.default_rng(int(cfg.seed))
         n = envs.num_envs
-        self.obs: np.ndarray | None = None
+        self.obs = np.zeros((n, obs_dim), np.float32)  # the training envs' observations, set at their reset
         self.ep_return = np.zeros(n)
         self.ep_length = np.zeros(n, dtype=np.int64)
         self.stats: dict | None = None  # the last gradient step's statistics (logged at each log interval)
@@ -139,25 +144,36 @@ class RunState:
                 "ep_length": torch.as_tensor(self.ep_length),
                 "stats": None if self.stats is None else {k: float(v) for k, v in self.stats.items()},
             }
-        return Checkpoint(env_id=self.cfg.env.id, obs_dim=self.obs_dim, act_dim=self.act_dim,
-                          config=OmegaConf.to_container(self.cfg, resolve=True), agent=self.agent.state_dict(),
-                          progress=vars(self.progress).copy(), resume=resume)
+        return Checkpoint(
+            env_id=self.cfg.env.id,
+            obs_dim=self.obs_dim,
+            act_dim=self.act_dim,
+            config=dict(OmegaConf.to_container(self.cfg, resolve=True)),  # type: ignore[arg-type]
+            agent=self.agent.state_dict(),
+            progress=vars(self.progress).copy(),
+            resume=resume,
+        )
 
     def restore(self, ckpt: Checkpoint, source: str) -> Resumed:
         """Continue from a checkpoint written with `resumable` (read from `source`): the run's state then."""
         expected = (self.cfg.env.id, self.obs_dim, self.act_dim)
         if (ckpt.env_id, ckpt.obs_dim, ckpt.act_dim) != expected:
-            raise CheckpointError(f"{source} is for {ckpt.env_id} (observation size {ckpt.obs_dim}, action size "
-                                  f"{ckpt.act_dim}), not for the run's {self.cfg.env.id} "
-                                  f"({self.obs_dim}, {self.act_dim})")
+            raise CheckpointError(
+                f"{source} is for {ckpt.env_id} (observation size {ckpt.obs_dim}, action size "
+                f"{ckpt.act_dim}), not for the run's {self.cfg.env.id} "
+                f"({self.obs_dim}, {self.act_dim})"
+            )
         if ckpt.resume is None:
-            raise CheckpointError(f"{source} has no resume state (a best.pt, or a last.pt written by an older "
-                                  f"sac_runner); resume needs a checkpoints/last.pt written by this version")
+            raise CheckpointError(
+                f"{source} has no resume state (a best.pt, or a last.pt written by an older "
+                f"sac_runner); resume needs a checkpoints/last.pt written by this version"
+            )
         try:
             self.agent.load_state_dict(ckpt.agent)
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"{source} does not fit the run's architecture or optimizers "
-                                  f"({state_dict_mismatch(e)})") from None
+            raise CheckpointError(
+                f"{source} does not fit the run's architecture or optimizers ({state_dict_mismatch(e)})"
+            ) from None
         p = self.progress
         for k, v in ckpt.progress.items():
             if k in {f.name for f in fields(Progress)}:
@@ -208,8 +224,10 @@ class Checkpoint:
         """Check the format (migrating format 1) and the entries every checkpoint must have."""
         fmt = d.get("format") if isinstance(d, dict) else None
         if isinstance(fmt, int) and fmt > FORMAT_VERSION:
-            raise CheckpointError(f"{path} was written by a newer sac_runner (checkpoint format {fmt}; this one reads "
-                                  f"up to {FORMAT_VERSION}); upgrade sac_runner to load it")
+            raise CheckpointError(
+                f"{path} was written by a newer sac_runner (checkpoint format {fmt}; this one reads "
+                f"up to {FORMAT_VERSION}); upgrade sac_runner to load it"
+            )
         if fmt == 1 and all(k in d for k in AGENT_KEYS):  # format 1: the agent's entries at the top level
             d = {**{k: v for k, v in d.items() if k not in AGENT_KEYS}, "agent": {k: d[k] for k in AGENT_KEYS}}
         elif fmt != FORMAT_VERSION:
@@ -217,9 +235,11 @@ class Checkpoint:
         missing = [f.name for f in fields(cls) if f.name != "resume" and f.name not in d]
         if missing or not isinstance(d["agent"], dict) or "actor" not in d["agent"]:
             what = ", ".join(missing) if missing else "agent.actor"
-            raise CheckpointError(f"{path} is an incomplete sac_runner checkpoint (no {what}); use another "
-                                  f"checkpoint (checkpoints/last.pt or best.pt)")
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+            raise CheckpointError(
+                f"{path} is an incomplete sac_runner checkpoint (no {what}); use another "
+                f"checkpoint (checkpoints/last.pt or best.pt)"
+            )
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})  # type: ignore[arg-type]
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
@@ -268,8 +288,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    corrupted = CheckpointError(f"checkpoint {path} is truncated or corrupted; use another checkpoint "
-                                f"(checkpoints/last.pt or best.pt)")
+    corrupted = CheckpointError(
+        f"checkpoint {path} is truncated or corrupted; use another checkpoint (checkpoints/last.pt or best.pt)"
+    )
     try:
         # torch.save writes a zip archive; anything else (a cut-off file: the archive's directory is at
         # its end) would otherwise reach torch's legacy unpickler and read as a refused object
@@ -287,6 +308,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> Checkpoint:
     except OSError as e:
         raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or type(e).__name__})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupted ({type(e).__name__}); "
-                              f"use another checkpoint (checkpoints/last.pt or best.pt)") from None
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupted ({type(e).__name__}); "
+            f"use another checkpoint (checkpoints/last.pt or best.pt)"
+        ) from None
     return Checkpoint.from_dict(raw, path)

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -27,7 +28,7 @@ runs.register_resolvers()
 CONFIG_PATH = "pkg://sac_runner.conf"
 
 
-def fail(message: str, code: int = 2):
+def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line to stderr and exit without a traceback."""
     print(f"sac-train: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -38,8 +39,7 @@ def print_summary(s: dict) -> None:
         "",
         f"SAC on {s['env_id']}: {s['env_steps']} env steps, {s['updates']} gradient steps "
         f"in {s['wall_time_s']:.1f} s ({s['steps_per_second']:.0f} steps/s)",
-        f"  best eval return  {s['best_return']:.2f} at step {s['best_step']}"
-        f"   (last {s['last_return']:.2f})",
+        f"  best eval return  {s['best_return']:.2f} at step {s['best_step']}   (last {s['last_return']:.2f})",
         f"  run directory     {s['run_dir']}",
         f"  config            {s['run_dir']}/config.yaml",
         f"  checkpoints       {s['run_dir']}/checkpoints/{{best,last}}.pt",
@@ -68,8 +68,10 @@ def run(cfg: DictConfig) -> float:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     except OSError as e:
-        raise ConfigError(f"cannot write to the output directory {run_dir} ({e.strerror}); "
-                          f"choose a writable one with hydra.run.dir=<path>") from None
+        raise ConfigError(
+            f"cannot write to the output directory {run_dir} ({e.strerror}); "
+            f"choose a writable one with hydra.run.dir=<path>"
+        ) from None
     trainer = Trainer(cfg, run_dir)
     try:
         if resume_ckpt is not None:
@@ -84,12 +86,16 @@ def run(cfg: DictConfig) -> float:
     try:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     except OSError as e:
-        raise TrainingError(f"cannot write {run_dir / 'summary.json'} ({e.strerror}); "
-                            f"the checkpoints are complete") from None
+        raise TrainingError(
+            f"cannot write {run_dir / 'summary.json'} ({e.strerror}); the checkpoints are complete"
+        ) from None
     if summary.get("interrupted"):  # SIGINT / SIGTERM: last.pt is written; exit with 128 + the signal number
-        print(f"sac-train: {summary['interrupted']} received: stopped at step {summary['env_steps']}, checkpoint "
-              f"{run_dir / 'checkpoints' / 'last.pt'}; resume with: sac-train resume={run_dir}",
-              file=sys.stderr, flush=True)
+        print(
+            f"sac-train: {summary['interrupted']} received: stopped at step {summary['env_steps']}, checkpoint "
+            f"{run_dir / 'checkpoints' / 'last.pt'}; resume with: sac-train resume={run_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(128 + signal.Signals[summary["interrupted"]].value)
     print_summary(summary)
     return value

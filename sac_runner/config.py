@@ -67,7 +67,8 @@ def _float(cfg, key, lo, hi, example, lo_open=True, hi_open=False, optional=Fals
     low_ok = lo is None or (v > lo if lo_open else v >= lo)
     high_ok = hi is None or (v < hi if hi_open else v <= hi)
     if not (low_ok and high_ok):
-        interval = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{')' if hi_open or hi is None else ']'}"
+        left, right = "(" if lo_open else "[", ")" if hi_open or hi is None else "]"
+        interval = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
         _fail(key, v, f"is outside {interval}", f"use e.g. {key}={example}")
     OmegaConf.update(cfg, key, float(v))
     return float(v)
@@ -85,8 +86,12 @@ def _sizes(cfg, key):
     if not isinstance(v, (list, ListConfig)) or not all(
         isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v
     ):
-        _fail(key, OmegaConf.to_object(v) if isinstance(v, ListConfig) else v,
-              "must be a list of positive integers", f"use e.g. '{key}=[256,256]'")
+        _fail(
+            key,
+            OmegaConf.to_object(v) if isinstance(v, ListConfig) else v,
+            "must be a list of positive integers",
+            f"use e.g. '{key}=[256,256]'",
+        )
 
 
 def _optimizer(cfg, name):
@@ -106,15 +111,24 @@ def _optimizer(cfg, name):
         _fail(key, target, "is not a torch.optim.Optimizer", fix)
     partial = _get(cfg, f"{name}._partial_")
     if partial is not True:
-        _fail(f"{name}._partial_", partial, "must be true (the parameters are passed when the agent is built)",
-              f"add {name}._partial_=true")
+        _fail(
+            f"{name}._partial_",
+            partial,
+            "must be true (the parameters are passed when the agent is built)",
+            f"add {name}._partial_=true",
+        )
     _float(cfg, f"{name}.lr", 0.0, None, 3e-4)
 
 
 def validate_env(cfg: DictConfig) -> None:
     env_id = _get(cfg, "env.id")
     if not isinstance(env_id, str) or not env_id:
-        _fail("env.id", env_id, "is not a Gymnasium id", "use e.g. env=Pendulum-v1 or env=generic env.id=MountainCarContinuous-v0")
+        _fail(
+            "env.id",
+            env_id,
+            "is not a Gymnasium id",
+            "use e.g. env=Pendulum-v1 or env=generic env.id=MountainCarContinuous-v0",
+        )
     try:
         gym.spec(env_id)
     except gym.error.Error:
@@ -127,21 +141,29 @@ def validate_env(cfg: DictConfig) -> None:
         probe = _envs.make_env(cfg.env)
     except Exception as e:  # missing optional dependency, bad kwargs, ...
         msg = " ".join(str(e).split())[:300]
-        raise ConfigError(f"env.id={env_id!r} could not be created ({type(e).__name__}: {msg}); "
-                          f"check env.kwargs and the environment's extra dependencies") from None
+        raise ConfigError(
+            f"env.id={env_id!r} could not be created ({type(e).__name__}: {msg}); "
+            f"check env.kwargs and the environment's extra dependencies"
+        ) from None
     try:
         act, obs = probe.action_space, probe.observation_space
     finally:
         probe.close()
     if not isinstance(act, gym.spaces.Box):
-        raise ConfigError(f"env.id={env_id!r} has a {type(act).__name__} action space; SAC here needs a "
-                          f"continuous Box action space (e.g. env=CartPoleContinuous-v1 instead of CartPole-v1)")
+        raise ConfigError(
+            f"env.id={env_id!r} has a {type(act).__name__} action space; SAC here needs a "
+            f"continuous Box action space (e.g. env=CartPoleContinuous-v1 instead of CartPole-v1)"
+        )
     if not (act.is_bounded("both")):
-        raise ConfigError(f"env.id={env_id!r} has an unbounded action space; SAC's tanh policy needs finite "
-                          f"bounds (wrap it with gymnasium.wrappers.ClipAction in a registered env)")
+        raise ConfigError(
+            f"env.id={env_id!r} has an unbounded action space; SAC's tanh policy needs finite "
+            f"bounds (wrap it with gymnasium.wrappers.ClipAction in a registered env)"
+        )
     if not isinstance(obs, gym.spaces.Box):
-        raise ConfigError(f"env.id={env_id!r} has a {type(obs).__name__} observation space; only Box "
-                          f"observations are supported (flatten it in a registered wrapper)")
+        raise ConfigError(
+            f"env.id={env_id!r} has a {type(obs).__name__} observation space; only Box "
+            f"observations are supported (flatten it in a registered wrapper)"
+        )
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -164,8 +186,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         buffer = _int(cfg, f"{a}.buffer_size", 1, 1000000)
         batch = _int(cfg, f"{a}.batch_size", 1, 256)
         if batch > buffer:
-            raise ConfigError(f"{a}.batch_size={batch} is larger than {a}.buffer_size={buffer}; "
-                              f"lower the batch size or raise the buffer size")
+            raise ConfigError(
+                f"{a}.batch_size={batch} is larger than {a}.buffer_size={buffer}; "
+                f"lower the batch size or raise the buffer size"
+            )
         _float(cfg, f"{a}.discount", 0.0, 1.0, 0.99)
         _float(cfg, f"{a}.tau", 0.0, 1.0, 0.005)
         _float(cfg, f"{a}.utd_ratio", 0.0, None, 1.0)

@@ -90,7 +90,7 @@ def register_envs() -> None:
     if CARTPOLE_CONTINUOUS_ID not in gym.registry:
         gym.register(
             id=CARTPOLE_CONTINUOUS_ID,
-            entry_point=CartPoleContinuousEnv,
+            entry_point="sac_runner.envs:CartPoleContinuousEnv",
             max_episode_steps=500,
             reward_threshold=475.0,
         )
@@ -102,7 +102,9 @@ register_envs()
 class ActionScaler:
     """Maps normalised actions in [-1, 1] to a Box action space's [low, high]."""
 
-    def __init__(self, space: gym.spaces.Box):
+    def __init__(self, space: gym.Space):
+        if not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"SAC needs a Box action space, not {type(space).__name__}")
         low = np.asarray(space.low, dtype=np.float64)
         high = np.asarray(space.high, dtype=np.float64)
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
@@ -189,6 +191,11 @@ def transition_next_obs(next_obs: np.ndarray, infos: dict, done: np.ndarray) -> 
 RESTORABLE_ENVS = (CartPoleEnv, PendulumEnv, Continuous_MountainCarEnv)
 
 
+def flat_size(space: gym.Space) -> int:
+    """The number of values in one (flattened) element of a Box space."""
+    return int(np.prod(space.shape or ()))
+
+
 def _time_limit(env):
     while env is not None:
         if isinstance(env, gym.wrappers.TimeLimit):
@@ -209,12 +216,14 @@ def get_env_states(vec_env) -> list[dict] | None:
         if not isinstance(u, RESTORABLE_ENVS) or not isinstance(getattr(u, "state", None), np.ndarray):
             return None
         limit = _time_limit(env)
-        states.append({
-            "state": torch.from_numpy(np.array(u.state)),
-            "np_random": u.np_random.bit_generator.state,
-            "elapsed_steps": None if limit is None else limit._elapsed_steps,
-            "steps_beyond_terminated": getattr(u, "steps_beyond_terminated", None),
-        })
+        states.append(
+            {
+                "state": torch.from_numpy(np.array(u.state)),
+                "np_random": u.np_random.bit_generator.state,
+                "elapsed_steps": None if limit is None else limit._elapsed_steps,
+                "steps_beyond_terminated": getattr(u, "steps_beyond_terminated", None),
+            }
+        )
     return states
 
 

@@ -52,12 +52,17 @@ def record_video(actor, env_cfg, path: str | Path, seed: int, device, max_frames
         obs, _ = env.reset(seed=int(seed))
         done = False
         while not done and frames < max_frames:
-            frame = env.render()
+            frame = np.asarray(env.render())
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = FFMPEG_VideoWriter(str(tmp), (w, h), fps, codec="libx264", preset="veryfast",
-                                            ffmpeg_params=["-pix_fmt", "yuv420p", "-vf",
-                                                           "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
+                writer = FFMPEG_VideoWriter(
+                    str(tmp),
+                    (w, h),
+                    fps,
+                    codec="libx264",
+                    preset="veryfast",
+                    ffmpeg_params=["-pix_fmt", "yuv420p", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"],
+                )
             writer.write_frame(frame)
             frames += 1
             act = scaler.to_env(policy_action(actor, obs[None], device)[0])

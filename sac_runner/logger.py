@@ -38,30 +38,47 @@ def first_non_finite(named_values: Iterable[tuple[str, torch.Tensor]]) -> tuple[
 
 
 class RunLogger:
-    """TensorBoard events under `run_dir`/tensorboard and a tqdm bar on stderr, for one run.
+    """TensorBoard events under `run_dir`/tensorboard and a tqdm bar on stderr, for one run; the event
+    methods are called between open() and close().
 
     Args:
         run_dir: the run directory (named in the messages on how to go on after a failure).
-        total_steps: the run's budget in env steps; start_step: where it starts (a resumed run: its step).
+        total_steps: the run's budget in env steps.
         desc: the bar's label; show_progress: False hides the bar (it is hidden anyway off a terminal).
-        purge_step: a resumed run drops the events written after its checkpoint, from this step on.
     """
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, desc: str = "SAC",
-                 show_progress: bool = True, purge_step: int | None = None):
+    writer: SummaryWriter  # set by open()
+    bar: tqdm
+
+    def __init__(self, run_dir: Path, total_steps: int, desc: str = "SAC", show_progress: bool = True):
         self.run_dir = Path(run_dir)
         self.log_dir = self.run_dir / "tensorboard"
+        self.total_steps, self.desc, self.show_progress = total_steps, desc, show_progress
         self.last_saved: tuple[Path, int] | None = None  # (path, env step) of the last good last.pt
+        self._clock, self._clock_step = time.perf_counter(), 0
+        self._last_return: float | None = None
+        self._best_return: float | None = None
+
+    def open(self, start_step: int = 0, purge_step: int | None = None) -> None:
+        """Open the event file and the bar at `start_step`; a resumed run passes `purge_step` to drop the
+        events written after its checkpoint."""
         try:
             self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
         except OSError as e:
-            raise TrainingError(f"cannot write TensorBoard logs to {self.log_dir} "
-                                f"({e.strerror or type(e).__name__}); choose a writable hydra.run.dir") from None
-        self.bar = tqdm(total=total_steps, initial=min(start_step, total_steps), unit="step", dynamic_ncols=True,
-                        file=sys.stderr, disable=None if show_progress else True, desc=desc)
+            raise TrainingError(
+                f"cannot write TensorBoard logs to {self.log_dir} "
+                f"({e.strerror or type(e).__name__}); choose a writable hydra.run.dir"
+            ) from None
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=min(start_step, self.total_steps),
+            unit="step",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            disable=None if self.show_progress else True,
+            desc=self.desc,
+        )
         self._clock, self._clock_step = time.perf_counter(), start_step
-        self._last_return: float | None = None
-        self._best_return: float | None = None
 
     # ------------------------------------------------------------------------------ events
     def scalars(self, prefix: str, values: dict, step: int) -> None:
@@ -86,8 +103,16 @@ class RunLogger:
         return sps
 
     def evaluation(self, step: int, returns, best_return: float) -> None:
-        self.scalars("eval", {"return_mean": returns.mean(), "return_std": returns.std(),
-                              "return_min": returns.min(), "return_max": returns.max()}, step)
+        self.scalars(
+            "eval",
+            {
+                "return_mean": returns.mean(),
+                "return_std": returns.std(),
+                "return_min": returns.min(),
+                "return_max": returns.max(),
+            },
+            step,
+        )
         self._last_return, self._best_return = float(returns.mean()), best_return
         self.bar.set_postfix_str(self._postfix(None), refresh=False)
         self.writer.flush()
@@ -109,8 +134,9 @@ class RunLogger:
             then = "then start the run again"
         else:
             then = f"then continue from step {self.last_saved[1]} with: sac-train resume={self.run_dir}"
-        return TrainingError(f"cannot write {path} ({write_error_reason(e)}); free disk space or fix the "
-                             f"directory's permissions, {then}")
+        return TrainingError(
+            f"cannot write {path} ({write_error_reason(e)}); free disk space or fix the directory's permissions, {then}"
+        )
 
     def non_finite(self, name: str, value: float, env_steps: int, updates: int) -> TrainingError:
         """The error for a NaN or an infinity found in `name`."""
@@ -118,8 +144,10 @@ class RunLogger:
             kept = "no checkpoint had been written yet"
         else:
             kept = f"the last good checkpoint, {self.last_saved[0]} (step {self.last_saved[1]}), is kept"
-        return TrainingError(f"{name} became {value} at env step {env_steps} (gradient step {updates}); "
-                             f"training stopped and {kept}; try lower learning rates or algorithm.max_grad_norm=1.0")
+        return TrainingError(
+            f"{name} became {value} at env step {env_steps} (gradient step {updates}); "
+            f"training stopped and {kept}; try lower learning rates or algorithm.max_grad_norm=1.0"
+        )
 
     @contextmanager
     def reporting_write_failures(self):
@@ -131,6 +159,8 @@ class RunLogger:
             raise self.write_failed(e.filename or self.log_dir, e) from None
 
     def close(self) -> None:
-        self.bar.close()
-        with self.reporting_write_failures():
-            self.writer.close()
+        if hasattr(self, "bar"):
+            self.bar.close()
+        if hasattr(self, "writer"):
+            with self.reporting_write_failures():
+                self.writer.close()

@@ -21,22 +21,38 @@ def main(argv: list[str] | None = None) -> int:
     """sac-report: load the runs, group them, write report.csv, runs.csv, report.md and report.png into
     --out and print the table; return the exit status (0; 1: no usable run; 2: bad arguments)."""
     ap = argparse.ArgumentParser(
-        prog="sac-report", description=__doc__.split("\n\n")[0],
+        prog="sac-report",
+        description=__doc__.split("\n\n")[0],
         epilog="Writes report.csv (one row per group), runs.csv (one row per run, skipped ones with "
-               "the reason), report.md and report.png into --out.")
+        "the reason), report.md and report.png into --out.",
+    )
     ap.add_argument("paths", nargs="+", type=Path, help="sweep directories and/or run directories")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="output directory (default: <the sweep dir>/report for one sweep directory, else ./report)")
-    ap.add_argument("--threshold", type=float, default=None,
-                    help="report the first evaluation step whose mean return reached this value")
-    ap.add_argument("--include-incomplete", action="store_true",
-                    help="also use runs without summary.json (still running or interrupted), "
-                         "with the evaluations so far")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: <the sweep dir>/report for one sweep directory, else ./report)",
+    )
+    ap.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="report the first evaluation step whose mean return reached this value",
+    )
+    ap.add_argument(
+        "--include-incomplete",
+        action="store_true",
+        help="also use runs without summary.json (still running or interrupted), with the evaluations so far",
+    )
     ap.add_argument("--confidence", type=float, default=0.95, help="bootstrap confidence level (default 0.95)")
     ap.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples (default 10000)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    ap.add_argument("--sort", choices=["none", "final", "best"], default="none",
-                    help="order of the groups: as found (default), or by mean final or best return, highest first")
+    ap.add_argument(
+        "--sort",
+        choices=["none", "final", "best"],
+        default="none",
+        help="order of the groups: as found (default), or by mean final or best return, highest first",
+    )
     ap.add_argument("--no-plot", action="store_true", help="skip report.png (matplotlib is then not needed)")
     args = ap.parse_args(argv)
 
@@ -59,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dirs = find_runs(args.paths)
     if not run_dirs:
-        return error(f"no run directories in {', '.join(map(str, args.paths))} "
-                     f"(a run directory holds config.yaml, .hydra/ or tensorboard/)", 1)
+        return error(
+            f"no run directories in {', '.join(map(str, args.paths))} "
+            f"(a run directory holds config.yaml, .hydra/ or tensorboard/)",
+            1,
+        )
     runs = [load_run(d) for d in run_dirs]
     if not args.include_incomplete:
         skip_incomplete(runs)
@@ -91,12 +110,33 @@ def main(argv: list[str] | None = None) -> int:
     render.write_csv(out / "report.csv", rows)
     if not args.no_plot:
         render.plot(groups, out / "report.png", args.confidence, args.resamples, args.seed, args.threshold, title)
-    render.write_markdown(out / "report.md", title=title, used=used, groups=groups, common=common, header=header,
-                          body=body, skipped=skipped, confidence=args.confidence, resamples=args.resamples,
-                          threshold=args.threshold, plot_file=None if args.no_plot else "report.png")
+    render.write_markdown(
+        out / "report.md",
+        title=title,
+        used=used,
+        groups=groups,
+        common=common,
+        header=header,
+        body=body,
+        skipped=skipped,
+        confidence=args.confidence,
+        resamples=args.resamples,
+        threshold=args.threshold,
+        plot_file=None if args.no_plot else "report.png",
+    )
     written = ["report.csv", "runs.csv", "report.md"] + ([] if args.no_plot else ["report.png"])
-    print(render.summary_text(title=title, used=used, groups=groups, common=common, header=header, body=body,
-                              skipped=skipped, written=[out / w for w in written]))
+    print(
+        render.summary_text(
+            title=title,
+            used=used,
+            groups=groups,
+            common=common,
+            header=header,
+            body=body,
+            skipped=skipped,
+            written=[out / w for w in written],
+        )
+    )
     return 0
 
 

@@ -122,7 +122,7 @@ def read_scalars(tb_dir: Path, tags: tuple[str, ...]) -> dict[str, list]:
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     acc.Reload()
     available = set(acc.Tags().get("scalars", []))
-    out = {}
+    out: dict[str, list] = {}
     for tag in tags:
         if tag not in available:
             out[tag] = []
@@ -154,8 +154,9 @@ def load_run(path: Path) -> Run:
         run.skip_reason = f"unreadable config ({type(e).__name__}: {e})"
         return run
     if run.seed is None:
-        run.seed = next((int(o.split("=", 1)[1]) for o in run.overrides
-                         if _key(o) == "seed" and o.split("=", 1)[1].isdigit()), None)
+        run.seed = next(
+            (int(o.split("=", 1)[1]) for o in run.overrides if _key(o) == "seed" and o.split("=", 1)[1].isdigit()), None
+        )
 
     failed = path / "failed.json"
     summary = path / "summary.json"
@@ -193,8 +194,10 @@ def load_run(path: Path) -> Run:
             run.wall_time_s = float(s["wall_time_s"])
             run.steps_per_second = float(s["steps_per_second"])
             if s.get("interrupted"):  # stopped by a signal, with a resumable checkpoint
-                run.incomplete_reason = (f"interrupted by {s['interrupted']} at step {s.get('env_steps')} "
-                                         f"(continue it with: sac-train resume={path})")
+                run.incomplete_reason = (
+                    f"interrupted by {s['interrupted']} at step {s.get('env_steps')} "
+                    f"(continue it with: sac-train resume={path})"
+                )
             else:
                 run.complete = True
         except (OSError, ValueError, KeyError, TypeError):
@@ -213,8 +216,10 @@ def skip_incomplete(runs: list[Run]) -> None:
     """Mark each readable run that is not complete as skipped, saying why (--include-incomplete keeps them)."""
     for r in runs:
         if r.skip_reason is None and not r.complete:
-            r.skip_reason = (f"incomplete: {r.incomplete_reason}; {len(r.steps)} evaluation(s) so far, "
-                             f"--include-incomplete counts them")
+            r.skip_reason = (
+                f"incomplete: {r.incomplete_reason}; {len(r.steps)} evaluation(s) so far, "
+                f"--include-incomplete counts them"
+            )
 
 
 def report_title(runs: list[Run]) -> str:

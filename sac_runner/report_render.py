@@ -34,8 +34,7 @@ def table_rows(rows: list[dict], confidence: float) -> tuple[list[str], list[lis
     header += ["wall s", "steps/s"]
     body = []
     for r in rows:
-        line = [r["group"], str(r["runs"]), r["seeds"], _with_ci(r, "final"), _fmt(r["final_iqm"]),
-                _with_ci(r, "best")]
+        line = [r["group"], str(r["runs"]), r["seeds"], _with_ci(r, "final"), _fmt(r["final_iqm"]), _with_ci(r, "best")]
         if "threshold" in r:
             line.append(f"{_fmt(r['steps_to_threshold_mean'], 0)} ({r['reached']})")
         line += [_fmt(r["wall_time_s"]), _fmt(r["steps_per_second"], 0)]
@@ -46,16 +45,17 @@ def table_rows(rows: list[dict], confidence: float) -> tuple[list[str], list[lis
 def text_table(header: list[str], body: list[list[str]]) -> str:
     """The table as left-aligned columns for the terminal."""
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
     return "\n".join(lines)
 
 
 def markdown_table(header: list[str], body: list[list[str]]) -> str:
     """The table in Markdown, with '|' in cells escaped."""
+
     def esc(c):
         return c.replace("|", "\\|")
+
     lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(esc(c) for c in b) + " |" for b in body]
     return "\n".join(lines)
@@ -73,14 +73,39 @@ def write_runs_csv(path: Path, runs: list[Run]) -> None:
     """Write one row per run (runs.csv): its group, seed, status and results, or why it was skipped."""
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run_dir", "group", "seed", "status", "evaluations", "last_step", "final", "best",
-                    "wall_time_s", "steps_per_second", "skip_reason"])
+        w.writerow(
+            [
+                "run_dir",
+                "group",
+                "seed",
+                "status",
+                "evaluations",
+                "last_step",
+                "final",
+                "best",
+                "wall_time_s",
+                "steps_per_second",
+                "skip_reason",
+            ]
+        )
         for r in runs:
             status = "skipped" if r.skip_reason else ("complete" if r.complete else "incomplete")
             ok = r.skip_reason is None
-            w.writerow([r.path, " ".join(r.group_key), r.seed, status, len(r.steps),
-                        int(r.steps[-1]) if ok else "", r.final if ok else "", r.best if ok else "",
-                        r.wall_time_s if ok else "", r.steps_per_second if ok else "", r.skip_reason or ""])
+            w.writerow(
+                [
+                    r.path,
+                    " ".join(r.group_key),
+                    r.seed,
+                    status,
+                    len(r.steps),
+                    int(r.steps[-1]) if ok else "",
+                    r.final if ok else "",
+                    r.best if ok else "",
+                    r.wall_time_s if ok else "",
+                    r.steps_per_second if ok else "",
+                    r.skip_reason or "",
+                ]
+            )
 
 
 def skipped_lines(skipped: list[Run]) -> list[str]:
@@ -88,18 +113,42 @@ def skipped_lines(skipped: list[Run]) -> list[str]:
     return [f"  {r.path}: {r.skip_reason}" for r in skipped]
 
 
-def write_markdown(path: Path, *, title: str, used: list[Run], groups: list[Group], common: str,
-                   header: list[str], body: list[list[str]], skipped: list[Run], confidence: float,
-                   resamples: int, threshold: float | None, plot_file: str | None) -> None:
+def write_markdown(
+    path: Path,
+    *,
+    title: str,
+    used: list[Run],
+    groups: list[Group],
+    common: str,
+    header: list[str],
+    body: list[list[str]],
+    skipped: list[Run],
+    confidence: float,
+    resamples: int,
+    threshold: float | None,
+    plot_file: str | None,
+) -> None:
     """Write report.md: what the columns mean, the table, the skipped runs, and the plot when there is one."""
-    md = [f"# {title}: {len(used)} run(s) in {len(groups)} group(s)", "",
-          f"Runs are grouped by their overrides except the seed. Overrides common to all groups: `{common}`.", "",
-          (f"Final: the last evaluation's mean return; best: the best one; mean over the group's runs "
-           f"with a {confidence * 100:g}% percentile bootstrap confidence interval of the mean "
-           f"({resamples} resamples); IQM: interquartile mean of the final returns."), ""]
+    md = [
+        f"# {title}: {len(used)} run(s) in {len(groups)} group(s)",
+        "",
+        f"Runs are grouped by their overrides except the seed. Overrides common to all groups: `{common}`.",
+        "",
+        (
+            f"Final: the last evaluation's mean return; best: the best one; mean over the group's runs "
+            f"with a {confidence * 100:g}% percentile bootstrap confidence interval of the mean "
+            f"({resamples} resamples); IQM: interquartile mean of the final returns."
+        ),
+        "",
+    ]
     if threshold is not None:
-        md += [(f"Steps to {threshold:g}: the first evaluation at or above it, averaged over "
-                f"the runs that reached it (reached/runs in brackets)."), ""]
+        md += [
+            (
+                f"Steps to {threshold:g}: the first evaluation at or above it, averaged over "
+                f"the runs that reached it (reached/runs in brackets)."
+            ),
+            "",
+        ]
     md += [markdown_table(header, body), ""]
     if skipped:
         md += [f"Skipped {len(skipped)} run(s):", ""] + [f"- `{r.path}`: {r.skip_reason}" for r in skipped] + [""]
@@ -108,19 +157,31 @@ def write_markdown(path: Path, *, title: str, used: list[Run], groups: list[Grou
     path.write_text("\n".join(md))
 
 
-def summary_text(*, title: str, used: list[Run], groups: list[Group], common: str, header: list[str],
-                 body: list[list[str]], skipped: list[Run], written: list[Path]) -> str:
+def summary_text(
+    *,
+    title: str,
+    used: list[Run],
+    groups: list[Group],
+    common: str,
+    header: list[str],
+    body: list[list[str]],
+    skipped: list[Run],
+    written: list[Path],
+) -> str:
     """What sac-report prints: the headline, the table, the skipped runs and the files written."""
-    lines = [f"{title}: {len(used)} run(s) in {len(groups)} group(s); common overrides: {common}",
-             text_table(header, body)]
+    lines = [
+        f"{title}: {len(used)} run(s) in {len(groups)} group(s); common overrides: {common}",
+        text_table(header, body),
+    ]
     if skipped:
         lines += [f"\nskipped {len(skipped)} run(s):", "\n".join(skipped_lines(skipped))]
     lines.append(f"\nwrote {', '.join(str(w) for w in written)}")
     return "\n".join(lines)
 
 
-def plot(groups: list[Group], path: Path, confidence: float, n_resamples: int, seed: int,
-         threshold: float | None, title: str) -> int:
+def plot(
+    groups: list[Group], path: Path, confidence: float, n_resamples: int, seed: int, threshold: float | None, title: str
+) -> int:
     """Draw one line per group with its shaded confidence band; return the number of group lines.
     The PNG's Description text chunk records them ("<n> groups: label; label; ...")."""
     import matplotlib
@@ -135,8 +196,15 @@ def plot(groups: list[Group], path: Path, confidence: float, n_resamples: int, s
         steps, mean, lo, hi = group_curve(g, confidence, n_resamples, seed)
         c = colors(i % colors.N)
         label = g.label if len(g.label) <= 70 else g.label[:67] + "..."
-        ax.plot(steps, mean, color=c, lw=1.8, marker="o" if steps.size < 3 else None, ms=3,
-                label=f"{label} (n={len(g.runs)})")
+        ax.plot(
+            steps,
+            mean,
+            color=c,
+            lw=1.8,
+            marker="o" if steps.size < 3 else None,
+            ms=3,
+            label=f"{label} (n={len(g.runs)})",
+        )
         ax.fill_between(steps, lo, hi, color=c, alpha=0.2, lw=0)
         drawn.append(g.label)
     if threshold is not None:
@@ -147,7 +215,10 @@ def plot(groups: list[Group], path: Path, confidence: float, n_resamples: int, s
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7 if len(groups) > 6 else 9, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Title": title, "Software": "sac-report",
-                                         "Description": f"{len(drawn)} groups: " + "; ".join(drawn)})
+    fig.savefig(
+        path,
+        dpi=120,
+        metadata={"Title": title, "Software": "sac-report", "Description": f"{len(drawn)} groups: " + "; ".join(drawn)},
+    )
     plt.close(fig)
     return len(drawn)

@@ -27,7 +27,7 @@ def iqm(x) -> float:
     scipy.stats.trim_mean(x, 0.25)); the plain mean for fewer than 4 values."""
     x = np.sort(np.asarray(x, dtype=float))
     k = int(0.25 * x.size)
-    return float(x[k:x.size - k].mean()) if x.size else math.nan
+    return float(x[k : x.size - k].mean()) if x.size else math.nan
 
 
 def _nanmean_or_nan(values: list[float]) -> float:

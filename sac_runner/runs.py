@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sac_runner.config import ConfigError, migrate_legacy
 
+if TYPE_CHECKING:
+    from sac_runner.checkpoint import Checkpoint
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
@@ -48,14 +51,19 @@ def check_run_dir(path) -> Path:
             jobs = []
         if jobs:
             names = ", ".join(str(j) for j in jobs[:3]) + (", ..." if len(jobs) > 3 else "")
-            raise ConfigError(f"{p} is not a run directory but holds runs (a multirun sweep?); pass one of "
-                              f"them ({names})")
+            raise ConfigError(
+                f"{p} is not a run directory but holds runs (a multirun sweep?); pass one of them ({names})"
+            )
         raise ConfigError(f"{p} is not a sac_runner run directory (it has no {CONFIG_FILE} and {CHECKPOINT_DIR}/)")
     return p.resolve()
 
 
-def check_writable_dir(path, what: str = "the run directory",
-                       fix: str = "choose another one with hydra.run.dir=<path>", create: bool = False) -> Path:
+def check_writable_dir(
+    path,
+    what: str = "the run directory",
+    fix: str = "choose another one with hydra.run.dir=<path>",
+    create: bool = False,
+) -> Path:
     """Raise ConfigError unless `path` exists as a writable directory or could be created; with `create`,
     create it (the only sure test: root passes every permission check, yet cannot write in /proc or on a
     read-only file system). Returns the absolute path."""
@@ -124,20 +132,23 @@ def resume_config(run_dir: Path, composed: DictConfig, task_overrides) -> DictCo
     keys = [k for k in override_keys(task_overrides) if k != "resume"]
     bad = [k for k in keys if k not in RESUME_OVERRIDABLE]
     if bad:
-        raise ConfigError(f"{bad[0]} cannot be changed when resuming (the run's settings come from "
-                          f"{run_dir / CONFIG_FILE}); a resume accepts only {', '.join(RESUME_OVERRIDABLE)}")
+        raise ConfigError(
+            f"{bad[0]} cannot be changed when resuming (the run's settings come from "
+            f"{run_dir / CONFIG_FILE}); a resume accepts only {', '.join(RESUME_OVERRIDABLE)}"
+        )
     try:
         saved = OmegaConf.load(run_dir / CONFIG_FILE)
     except Exception as e:  # unreadable or not YAML
-        raise ConfigError(f"cannot read {run_dir / CONFIG_FILE} ({type(e).__name__}); "
-                          f"the run cannot be resumed") from None
+        raise ConfigError(
+            f"cannot read {run_dir / CONFIG_FILE} ({type(e).__name__}); the run cannot be resumed"
+        ) from None
     if not isinstance(saved, DictConfig) or "env" not in saved or "algorithm" not in saved:
         raise ConfigError(f"{run_dir / CONFIG_FILE} is not a sac-train config; the run cannot be resumed")
     migrate_legacy(saved)  # a run started by an older sac_runner (optimizer `classname` instead of `_target_`)
     # keys added to sac-train after the run was started take their current defaults
     for key in composed:
         if key not in saved:
-            OmegaConf.update(saved, key, composed[key], force_add=True)
+            OmegaConf.update(saved, str(key), composed[key], force_add=True)
     if "checkpoint" in composed:
         saved.checkpoint = OmegaConf.merge(composed.checkpoint, saved.checkpoint)
     for key in keys:
@@ -146,7 +157,7 @@ def resume_config(run_dir: Path, composed: DictConfig, task_overrides) -> DictCo
     return saved
 
 
-def prepare_resume(cfg: DictConfig, task_overrides=(), multirun: bool = False) -> tuple[Path, DictConfig, dict]:
+def prepare_resume(cfg: DictConfig, task_overrides=(), multirun: bool = False) -> tuple[Path, DictConfig, Checkpoint]:
     """For `sac-train resume=<run dir> [overrides]`: the run directory, its validated config and its last.pt.
 
     `cfg` is the config composed for this invocation, `task_overrides` its command-line overrides.
@@ -163,14 +174,18 @@ def prepare_resume(cfg: DictConfig, task_overrides=(), multirun: bool = False) -
     new = validate(resume_config(run_dir, cfg, list(task_overrides)))
     last = run_dir / CHECKPOINT_DIR / "last.pt"
     if not last.is_file():
-        raise ConfigError(f"resume={run_dir}: there is no {CHECKPOINT_DIR}/last.pt (the run stopped before its "
-                          f"first checkpoint); start it again instead")
+        raise ConfigError(
+            f"resume={run_dir}: there is no {CHECKPOINT_DIR}/last.pt (the run stopped before its "
+            f"first checkpoint); start it again instead"
+        )
     ckpt = load_checkpoint(last)
     steps, total = int(ckpt.progress.get("env_steps", 0)), int(new.algorithm.total_steps)
     if steps >= total:
-        raise ConfigError(f"resume={run_dir}: the run already reached its budget (step {steps}, "
-                          f"algorithm.total_steps={total}); to train longer add "
-                          f"algorithm.total_steps=<more than {steps}>")
+        raise ConfigError(
+            f"resume={run_dir}: the run already reached its budget (step {steps}, "
+            f"algorithm.total_steps={total}); to train longer add "
+            f"algorithm.total_steps=<more than {steps}>"
+        )
     remove_stale_temporaries(run_dir / CHECKPOINT_DIR)  # left by a writer killed mid-write
     return run_dir, new, ckpt
 
@@ -181,6 +196,8 @@ def resume_message(run_dir: Path, resumed, total_steps: int) -> str:
     if not resumed.env_restored:
         line += "; the training environments start fresh episodes (their state cannot be saved)"
     if resumed.refill_until:
-        line += (f"; the replay buffer was not saved: no gradient step until it holds {resumed.refill_until} "
-                 f"transitions again")
+        line += (
+            f"; the replay buffer was not saved: no gradient step until it holds {resumed.refill_until} "
+            f"transitions again"
+        )
     return line

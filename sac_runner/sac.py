@@ -70,8 +70,20 @@ class SAC(nn.Module):
         max_grad_norm: clip each network's gradient norm to this value (None: no clipping).
     """
 
-    def __init__(self, actor, critic, target_critic, log_alpha, optimizers, *, gamma, tau, target_entropy,
-                 learn_alpha, max_grad_norm=None):
+    def __init__(
+        self,
+        actor,
+        critic,
+        target_critic,
+        log_alpha,
+        optimizers,
+        *,
+        gamma,
+        tau,
+        target_entropy,
+        learn_alpha,
+        max_grad_norm=None,
+    ):
         super().__init__()
         self.actor, self.critic, self.target_critic = actor, critic, target_critic
         self.target_critic.requires_grad_(False)
@@ -127,8 +139,15 @@ class SAC(nn.Module):
         pi_loss, logp = actor_loss(self.actor, self.critic, batch.obs, alpha)
         self._step(self.actor_optimizer, pi_loss, self._actor_params)
 
-        stats = {"loss/critic": q_loss.detach(), "loss/actor": pi_loss.detach(), "q/mean": q.mean(),
-                 "q/min": q.min(), "q/max": q.max(), "entropy": -logp.mean(), "alpha": alpha}
+        stats = {
+            "loss/critic": q_loss.detach(),
+            "loss/actor": pi_loss.detach(),
+            "q/mean": q.mean(),
+            "q/min": q.min(),
+            "q/max": q.max(),
+            "entropy": -logp.mean(),
+            "alpha": alpha,
+        }
         if self.learn_alpha:
             a_loss = alpha_loss(self.log_alpha, logp, self.target_entropy)
             self._step(self.alpha_optimizer, a_loss, [self.log_alpha])

@@ -9,8 +9,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -33,7 +33,7 @@ def objective(evals: list, metric: str = "final", last: int = 3) -> float:
     if not means or not all(math.isfinite(m) for m in means):
         return float("nan")
     if metric == "final":
-        tail = means[-max(1, int(last)):]
+        tail = means[-max(1, int(last)) :]
         return sum(tail) / len(tail)
     if metric == "best":
         return max(means)
@@ -102,7 +102,7 @@ def limit_threads(n: int) -> None:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # optional (the sweep extra): without it the environment variables above,
-        return           # which joblib's workers get at start-up anyway, are all there is
+        return  # which joblib's workers get at start-up anyway, are all there is
     threadpool_limits(limits=n)
 
 
@@ -146,13 +146,22 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
     except SystemExit as e:
         if e.code in (0, None) or not _uses_submitit(hc):
             raise
-        stopped = isinstance(e.code, int) and e.code > 128
+        code = e.code if isinstance(e.code, int) else 1
+        stopped = code > 128
         error = "Interrupted" if stopped else "Exited"
-        message = (f"stopped by signal {e.code - 128}; continue it with: sac-train resume={job_dir}" if stopped
-                   else f"exit status {e.code}")
+        message = (
+            f"stopped by signal {code - 128}; continue it with: sac-train resume={job_dir}"
+            if stopped
+            else f"exit status {e.code}"
+        )
         trace = None
-    record = {"job_num": hc.job.num, "overrides": list(hc.overrides.task), "error": error,
-              "message": message, "traceback": trace}
+    record = {
+        "job_num": hc.job.num,
+        "overrides": list(hc.overrides.task),
+        "error": error,
+        "message": message,
+        "traceback": trace,
+    }
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / FAILED_FILE).write_text(json.dumps(record, indent=1))
@@ -197,8 +206,12 @@ class SweepCallback(Callback):
 
         self.start = time.time() - 1.0  # file times may be coarse
         try:
-            check_writable_dir(config.hydra.sweep.dir, "the sweep directory",
-                               "choose another one with hydra.sweep.dir=<path>", create=True)
+            check_writable_dir(
+                config.hydra.sweep.dir,
+                "the sweep directory",
+                "choose another one with hydra.sweep.dir=<path>",
+                create=True,
+            )
         except ConfigError as e:  # inside Hydra an exception would print a traceback; SystemExit passes
             print(f"sac-train: error: {e}", file=sys.stderr)
             sys.exit(2)
@@ -210,8 +223,10 @@ class SweepCallback(Callback):
             return
         lines = [f"sac-train: {len(failed)} job(s) of the sweep in {sweep_dir} failed:"]
         for rec in failed:
-            lines.append(f"  job {rec.get('job_num', '?')} ({' '.join(rec.get('overrides', []))}): "
-                         f"{rec.get('error', 'Error')}: {rec.get('message', '')}"[:400])
+            lines.append(
+                f"  job {rec.get('job_num', '?')} ({' '.join(rec.get('overrides', []))}): "
+                f"{rec.get('error', 'Error')}: {rec.get('message', '')}"[:400]
+            )
         print("\n".join(lines), file=sys.stderr, flush=True)
         if not _uses_optuna(config.hydra):
             sys.exit(1)

@@ -3,12 +3,14 @@ in checkpoint.py, TensorBoard, the progress bar and the error messages in logger
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import torch
@@ -17,7 +19,7 @@ from omegaconf import OmegaConf
 from sac_runner.agent import make_agent, resolve_device
 from sac_runner.buffer import ReplayBuffer
 from sac_runner.checkpoint import Resumed, RunState, load_checkpoint, save_checkpoint, seed_everything
-from sac_runner.envs import ActionScaler, make_vector_env, transition_next_obs
+from sac_runner.envs import ActionScaler, flat_size, make_vector_env, transition_next_obs
 from sac_runner.evaluation import evaluate, policy_action, record_video
 from sac_runner.logger import RunLogger, TrainingError, first_non_finite
 from sac_runner.signals import StopSignals
@@ -67,15 +69,15 @@ class Trainer:
     def __init__(self, cfg, run_dir: str | Path, hooks: Sequence[Hook] = ()):
         self.cfg, self.run_dir, self.hooks = cfg, Path(run_dir), list(hooks)
         # a plain snapshot: DictConfig attribute access costs microseconds, and the loop reads it every step
-        self.algo = SimpleNamespace(**OmegaConf.to_container(cfg.algorithm, resolve=True))
+        self.algo = SimpleNamespace(**cast(dict, OmegaConf.to_container(cfg.algorithm, resolve=True)))
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.device)
         torch.set_num_threads(int(cfg.threads))
         seed_everything(int(cfg.seed))
         self.envs = make_vector_env(cfg.env, self.algo.n_envs)
         self.eval_envs = make_vector_env(cfg.env, self.algo.nb_evals)
-        obs_dim = int(np.prod(self.envs.single_observation_space.shape))
-        self.act_dim = int(np.prod(self.envs.single_action_space.shape))
+        obs_dim = flat_size(self.envs.single_observation_space)
+        self.act_dim = flat_size(self.envs.single_action_space)
         self.scaler = ActionScaler(self.envs.single_action_space)
         self.agent = make_agent(cfg, obs_dim, self.act_dim, self.device)
         capacity = min(self.algo.buffer_size, self.algo.total_steps + self.algo.n_envs)
@@ -83,7 +85,7 @@ class Trainer:
         self.state = RunState(cfg, self.agent, self.buffer, self.envs, obs_dim, self.act_dim)
         self.progress = self.state.progress
         self.resumed: Resumed | None = None
-        self.logger: RunLogger | None = None
+        self.logger = RunLogger(self.run_dir, self.algo.total_steps, f"SAC {cfg.env.id}", bool(cfg.progress))
 
     def resume(self, ckpt, source: str | None = None) -> Resumed:
         """Continue from a Checkpoint of this run's last.pt (read from `source`)."""
@@ -102,8 +104,8 @@ class Trainer:
         if self.resumed is None:
             self.state.obs, _ = self.envs.reset(seed=int(cfg.seed))
             p.next_eval, p.next_log = algo.eval_interval, algo.log_interval
-        self.logger = log = RunLogger(self.run_dir, algo.total_steps, p.env_steps, f"SAC {cfg.env.id}",
-                                      bool(cfg.progress), purge_step=p.env_steps + 1 if self.resumed else None)
+        log = self.logger
+        log.open(p.env_steps, purge_step=p.env_steps + 1 if self.resumed else None)
         if self.resumed:
             log.saved(self.ckpt_dir / "last.pt", p.env_steps)
         start, start_steps = time.perf_counter(), p.env_steps
@@ -127,11 +129,19 @@ class Trainer:
                         self.save("last.pt", resumable=True)
                     break
         wall = time.perf_counter() - start
-        summary = {"run_dir": str(self.run_dir), "env_id": cfg.env.id, "env_steps": p.env_steps,
-                   "updates": p.updates, "wall_time_s": wall,
-                   "steps_per_second": (p.env_steps - start_steps) / max(wall, 1e-9),
-                   "best_return": p.best_return, "best_step": p.best_step, "last_return": p.last_return,
-                   "video": None, "interrupted": None}
+        summary = {
+            "run_dir": str(self.run_dir),
+            "env_id": cfg.env.id,
+            "env_steps": p.env_steps,
+            "updates": p.updates,
+            "wall_time_s": wall,
+            "steps_per_second": (p.env_steps - start_steps) / max(wall, 1e-9),
+            "best_return": p.best_return,
+            "best_step": p.best_step,
+            "last_return": p.last_return,
+            "video": None,
+            "interrupted": None,
+        }
         if stop.received is not None and p.env_steps < algo.total_steps:
             summary["interrupted"] = stop.name
         elif cfg.save_video and stop.received is None:  # a signal on the last step: done, but no video
@@ -157,7 +167,7 @@ class Trainer:
         s.ep_length += 1
         for i in np.flatnonzero(done):
             p.episodes += 1
-            self.logger.episode(s.ep_return[i], s.ep_length[i], p.env_steps + i + 1)
+            self.logger.episode(s.ep_return[i], int(s.ep_length[i]), p.env_steps + int(i) + 1)
             s.ep_return[i], s.ep_length[i] = 0.0, 0
         p.env_steps += algo.n_envs
         s.obs = next_obs
@@ -178,7 +188,7 @@ class Trainer:
         if stats is not None:  # a NaN spreads to every later loss, so the last step's losses tell
             losses = [(k, v) for k, v in stats.items() if k.startswith("loss/")]
             if not torch.isfinite(torch.stack([v for _, v in losses])).all():  # one check, then find which
-                name, value = first_non_finite(losses)
+                name, value = first_non_finite(losses) or ("a", float("nan"))
                 raise self.logger.non_finite(name.replace("loss/", "") + " loss", value, p.env_steps, p.updates)
             self.state.stats = stats
 
@@ -233,8 +243,5 @@ class Trainer:
     def close(self) -> None:
         self.envs.close()
         self.eval_envs.close()
-        if self.logger is not None:
-            try:
-                self.logger.close()
-            except TrainingError:  # already reported by train()
-                pass
+        with contextlib.suppress(TrainingError):  # already reported by train()
+            self.logger.close()

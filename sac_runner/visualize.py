@@ -18,8 +18,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 PROG = "sac-visualize"
 
 
@@ -48,17 +46,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     ap.add_argument("path", help="a run directory (also a multirun job directory) or a checkpoint file (.pt)")
     ap.add_argument("--last", action="store_true", help="use checkpoints/last.pt instead of checkpoints/best.pt")
-    ap.add_argument("--episodes", "-n", type=positive_int, default=10, metavar="N",
-                    help="deterministic episodes to play (default: 10)")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="episode i is seeded with SEED + i; the video replays episode 0 (default: 0)")
-    ap.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
-                    help="where to write the mp4 (default: <run>/videos/visualize-<best|last>.mp4, or "
-                         "<checkpoint>.mp4 beside a lone checkpoint)")
+    ap.add_argument(
+        "--episodes",
+        "-n",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="deterministic episodes to play (default: 10)",
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="episode i is seeded with SEED + i; the video replays episode 0 (default: 0)",
+    )
+    ap.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where to write the mp4 (default: <run>/videos/visualize-<best|last>.mp4, or "
+        "<checkpoint>.mp4 beside a lone checkpoint)",
+    )
     ap.add_argument("--no-video", action="store_true", help="only play the episodes and print the returns")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="default: cpu")
-    ap.add_argument("--max-frames", type=positive_int, default=5000, metavar="N",
-                    help="stop the video after N frames (default: 5000)")
+    ap.add_argument(
+        "--max-frames",
+        type=positive_int,
+        default=5000,
+        metavar="N",
+        help="stop the video after N frames (default: 5000)",
+    )
     return ap.parse_args(argv)
 
 
@@ -83,8 +102,9 @@ def locate(path: str, last: bool) -> tuple[Path | None, Path]:
         hint = ""
         if (run / CHECKPOINT_DIR / other).is_file():
             hint = f"; {other} exists ({'drop --last' if last else 'add --last'})"
-        raise VisualizeError(f"{run} has no {CHECKPOINT_DIR}/{name} (the run stopped before its first "
-                             f"evaluation){hint}")
+        raise VisualizeError(
+            f"{run} has no {CHECKPOINT_DIR}/{name} (the run stopped before its first evaluation){hint}"
+        )
     return run, ckpt
 
 
@@ -96,7 +116,7 @@ def load_config(run: Path | None, ckpt, ckpt_path: Path):
     else:
         source = f"{run / 'config.yaml'}"
         try:
-            cfg = OmegaConf.load(run / "config.yaml")
+            cfg = OmegaConf.load(run / "config.yaml")  # type: ignore[assignment]  # checked below
         except Exception as e:  # unreadable or not YAML
             raise VisualizeError(f"cannot read {source} ({type(e).__name__})") from None
     if not isinstance(cfg, DictConfig) or not all(k in cfg for k in ("env", "architecture", "algorithm")):
@@ -108,27 +128,32 @@ def build_actor(cfg, ckpt, ckpt_path: Path, source: str, device):
     """The actor of the run's architecture with the checkpoint's weights; checks that both belong together."""
     from sac_runner.agent import make_actor
     from sac_runner.checkpoint import state_dict_mismatch
-    from sac_runner.envs import make_env
+    from sac_runner.envs import flat_size, make_env
 
     env_id = cfg.env.id
     if ckpt.env_id != env_id:
-        raise VisualizeError(f"checkpoint {ckpt_path} was trained on {ckpt.env_id}, but {source} is for "
-                             f"{env_id}; pass the checkpoint file on its own, or the run it belongs to")
+        raise VisualizeError(
+            f"checkpoint {ckpt_path} was trained on {ckpt.env_id}, but {source} is for "
+            f"{env_id}; pass the checkpoint file on its own, or the run it belongs to"
+        )
     try:
         probe = make_env(cfg.env)
     except Exception as e:  # a missing extra (MuJoCo, Box2D), bad kwargs, ...
         msg = " ".join(str(e).split())[:200]
-        raise VisualizeError(f"cannot create {env_id} ({type(e).__name__}: {msg}); install its extra, e.g. "
-                             f"pip install 'sac_runner[mujoco]'") from None
+        raise VisualizeError(
+            f"cannot create {env_id} ({type(e).__name__}: {msg}); install its extra, e.g. "
+            f"pip install 'sac_runner[mujoco]'"
+        ) from None
     try:
-        obs_dim = int(np.prod(probe.observation_space.shape))
-        act_dim = int(np.prod(probe.action_space.shape))
+        obs_dim, act_dim = flat_size(probe.observation_space), flat_size(probe.action_space)
     finally:
         probe.close()
     if (ckpt.obs_dim, ckpt.act_dim) != (obs_dim, act_dim):
-        raise VisualizeError(f"checkpoint {ckpt_path} expects observations of size {ckpt.obs_dim} and actions "
-                             f"of size {ckpt.act_dim}, but {env_id} as configured in {source} has {obs_dim} "
-                             f"and {act_dim}")
+        raise VisualizeError(
+            f"checkpoint {ckpt_path} expects observations of size {ckpt.obs_dim} and actions "
+            f"of size {ckpt.act_dim}, but {env_id} as configured in {source} has {obs_dim} "
+            f"and {act_dim}"
+        )
     try:
         actor = make_actor(cfg, obs_dim, act_dim, device)
     except Exception as e:  # an edited or incomplete config
@@ -137,8 +162,10 @@ def build_actor(cfg, ckpt, ckpt_path: Path, source: str, device):
         actor.load_state_dict(ckpt.agent["actor"])
     except (RuntimeError, TypeError, AttributeError) as e:
         sizes = list(cfg.architecture.actor_hidden_sizes)
-        raise VisualizeError(f"checkpoint {ckpt_path} does not fit the actor of {source} "
-                             f"(architecture.actor_hidden_sizes={sizes}): {state_dict_mismatch(e)}") from None
+        raise VisualizeError(
+            f"checkpoint {ckpt_path} does not fit the actor of {source} "
+            f"(architecture.actor_hidden_sizes={sizes}): {state_dict_mismatch(e)}"
+        ) from None
     actor.eval()
     return actor
 
@@ -193,22 +220,36 @@ def visualize(args: argparse.Namespace) -> dict:
         returns = evaluate(actor, envs, seeds, device)
     finally:
         envs.close()
-    result = {"returns": returns.tolist(), "mean": float(returns.mean()), "std": float(returns.std()),
-              "min": float(returns.min()), "max": float(returns.max()), "video": None}
-    print(f"return over {args.episodes} deterministic episode(s), seeds {seeds[0]}..{seeds[-1]}: "
-          f"mean {result['mean']:.2f}  std {result['std']:.2f}  min {result['min']:.2f}  max {result['max']:.2f}",
-          flush=True)
+    result = {
+        "returns": returns.tolist(),
+        "mean": float(returns.mean()),
+        "std": float(returns.std()),
+        "min": float(returns.min()),
+        "max": float(returns.max()),
+        "video": None,
+    }
+    print(
+        f"return over {args.episodes} deterministic episode(s), seeds {seeds[0]}..{seeds[-1]}: "
+        f"mean {result['mean']:.2f}  std {result['std']:.2f}  min {result['min']:.2f}  max {result['max']:.2f}",
+        flush=True,
+    )
     if out is None:
         return result
     try:
         total, frames = record_video(actor, cfg.env, out, seed=seeds[0], device=device, max_frames=args.max_frames)
     except OSError as e:
-        raise VisualizeError(f"cannot write the video {out} ({e.strerror or type(e).__name__}); choose another "
-                             f"place with --output FILE.mp4", code=1) from None
+        raise VisualizeError(
+            f"cannot write the video {out} ({e.strerror or type(e).__name__}); choose another "
+            f"place with --output FILE.mp4",
+            code=1,
+        ) from None
     except Exception as e:  # an environment without rgb_array rendering, a missing OpenGL backend, ffmpeg
         msg = " ".join(str(e).split())[:200]
-        raise VisualizeError(f"cannot record a video of {cfg.env.id} ({type(e).__name__}: {msg}); for MuJoCo try "
-                             f"MUJOCO_GL=egl or MUJOCO_GL=osmesa, or skip it with --no-video", code=1) from None
+        raise VisualizeError(
+            f"cannot record a video of {cfg.env.id} ({type(e).__name__}: {msg}); for MuJoCo try "
+            f"MUJOCO_GL=egl or MUJOCO_GL=osmesa, or skip it with --no-video",
+            code=1,
+        ) from None
     result["video"] = str(out)
     print(f"video: {out} (seed {seeds[0]}, return {total:.2f}, {frames} frames)", flush=True)
     return result
@@ -225,6 +266,7 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         sys.exit(130)
+
 
 if __name__ == "__main__":
     main()

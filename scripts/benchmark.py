@@ -48,8 +48,10 @@ def compose(env: str, seed: int, overrides: list[str]):
     from sac_runner.config import validate
 
     with initialize_config_module("sac_runner.conf", version_base="1.3"):
-        cfg = hydra_compose("config", overrides=[f"env={env}", f"seed={seed}", "threads=1", "save_video=false",
-                                                 "progress=false", *overrides])
+        cfg = hydra_compose(
+            "config",
+            overrides=[f"env={env}", f"seed={seed}", "threads=1", "save_video=false", "progress=false", *overrides],
+        )
     return validate(cfg)
 
 
@@ -102,20 +104,30 @@ def run_sb3(cfg) -> dict:
             raise SystemExit("the SB3 side uses Adam; benchmark with the adam optimizer preset")
     if algo.max_grad_norm is not None:
         raise SystemExit("SB3's SAC has no gradient clipping; benchmark with algorithm.max_grad_norm=null")
-    if algo.entropy_mode == "auto":
-        ent_coef = f"auto_{algo.init_entropy_coef}"
-    else:
-        ent_coef = float(algo.init_entropy_coef)
+    ent_coef = f"auto_{algo.init_entropy_coef}" if algo.entropy_mode == "auto" else float(algo.init_entropy_coef)
     env = make_env(cfg.env)
     model = SAC(
-        "MlpPolicy", env, learning_rate=float(cfg.actor_optimizer.lr), buffer_size=int(algo.buffer_size),
-        learning_starts=int(algo.learning_starts), batch_size=int(algo.batch_size), tau=float(algo.tau),
-        gamma=float(algo.discount), train_freq=train_freq, gradient_steps=gradient_steps, ent_coef=ent_coef,
+        "MlpPolicy",
+        env,
+        learning_rate=float(cfg.actor_optimizer.lr),
+        buffer_size=int(algo.buffer_size),
+        learning_starts=int(algo.learning_starts),
+        batch_size=int(algo.batch_size),
+        tau=float(algo.tau),
+        gamma=float(algo.discount),
+        train_freq=train_freq,
+        gradient_steps=gradient_steps,
+        ent_coef=ent_coef,
         target_entropy="auto" if algo.target_entropy is None else float(algo.target_entropy),
-        policy_kwargs={"net_arch": {"pi": list(arch.actor_hidden_sizes), "qf": list(arch.critic_hidden_sizes)},
-                       "n_critics": int(arch.n_critics),
-                       "activation_fn": ACTIVATIONS[arch.activation]},
-        seed=int(cfg.seed), device="cpu", verbose=0)
+        policy_kwargs={
+            "net_arch": {"pi": list(arch.actor_hidden_sizes), "qf": list(arch.critic_hidden_sizes)},
+            "n_critics": int(arch.n_critics),
+            "activation_fn": ACTIVATIONS[arch.activation],
+        },
+        seed=int(cfg.seed),
+        device="cpu",
+        verbose=0,
+    )
     eval_envs = make_vector_env(cfg.env, int(algo.nb_evals))
     rng = np.random.default_rng(int(cfg.seed))
 
@@ -162,8 +174,13 @@ def child(args) -> None:
         result = run_sac_runner(cfg, args.out.parent / f"{args.out.stem}-run")
     else:
         result = run_sb3(cfg)
-    result.update(impl=args.impl, seed=args.seed, env_steps=int(cfg.algorithm.total_steps),
-                  utd_ratio=float(cfg.algorithm.utd_ratio), env_id=str(cfg.env.id))
+    result.update(
+        impl=args.impl,
+        seed=args.seed,
+        env_steps=int(cfg.algorithm.total_steps),
+        utd_ratio=float(cfg.algorithm.utd_ratio),
+        env_id=str(cfg.env.id),
+    )
     args.out.write_text(json.dumps(result))
 
 
@@ -172,10 +189,18 @@ def summarise(r: dict, target: float | None) -> dict:
     train_s = r["wall_s"] - r["eval_s"]
     hit = None if target is None else next((c for c in r["curve"] if c[2] >= target), None)
     returns = [c[2] for c in r["curve"]]
-    return {"impl": r["impl"], "seed": r["seed"], "train_sps": r["env_steps"] / train_s,
-            "updates_per_s": r["updates"] / train_s, "wall_s": r["wall_s"], "eval_s": r["eval_s"],
-            "steps_to_target": hit[0] if hit else None, "wall_to_target": hit[1] if hit else None,
-            "final": returns[-1] if returns else float("nan"), "best": max(returns) if returns else float("nan")}
+    return {
+        "impl": r["impl"],
+        "seed": r["seed"],
+        "train_sps": r["env_steps"] / train_s,
+        "updates_per_s": r["updates"] / train_s,
+        "wall_s": r["wall_s"],
+        "eval_s": r["eval_s"],
+        "steps_to_target": hit[0] if hit else None,
+        "wall_to_target": hit[1] if hit else None,
+        "final": returns[-1] if returns else float("nan"),
+        "best": max(returns) if returns else float("nan"),
+    }
 
 
 def median(values):
@@ -191,9 +216,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", default="CartPoleContinuous-v1", help="an env preset (conf/env/), as env=<preset>")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--target", default=None,
-                    help="return that counts as solved (default: 475 for CartPoleContinuous-v1, -200 for "
-                         "Pendulum-v1); 'none' for throughput only")
+    ap.add_argument(
+        "--target",
+        default=None,
+        help="return that counts as solved (default: 475 for CartPoleContinuous-v1, -200 for "
+        "Pendulum-v1); 'none' for throughput only",
+    )
     ap.add_argument("--steps", type=int, default=None, help="env steps per run (default: the preset's total_steps)")
     ap.add_argument("--impls", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS))
     ap.add_argument("--per-seed", action="store_true", help="also print one row per run")
@@ -215,16 +243,32 @@ def main() -> int:
         target = None if args.target.lower() == "none" else float(args.target)
     out = args.out or Path(tempfile.mkdtemp(prefix="sac-benchmark-"))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"benchmark: env={args.env} overrides={args.overrides or '-'} seeds={args.seeds} target={target} "
-          f"steps={args.steps or 'preset'}; one run at a time, 1 torch thread; results in {out}", flush=True)
+    print(
+        f"benchmark: env={args.env} overrides={args.overrides or '-'} seeds={args.seeds} target={target} "
+        f"steps={args.steps or 'preset'}; one run at a time, 1 torch thread; results in {out}",
+        flush=True,
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     rows = []
     for i, seed in enumerate(args.seeds):
         order = args.impls if i % 2 == 0 else list(reversed(args.impls))
         for impl in order:
             result = out / f"{impl}-seed{seed}.json"
-            cmd = [sys.executable, __file__, "--child", impl, "--seed", str(seed), "--result", str(result),
-                   "--env", args.env, *(["--steps", str(args.steps)] if args.steps else []), "--", *args.overrides]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                impl,
+                "--seed",
+                str(seed),
+                "--result",
+                str(result),
+                "--env",
+                args.env,
+                *(["--steps", str(args.steps)] if args.steps else []),
+                "--",
+                *args.overrides,
+            ]
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 tail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
@@ -232,12 +276,17 @@ def main() -> int:
                 continue
             row = summarise(json.loads(result.read_text()), target)
             rows.append(row)
-            print(f"  {impl:>10} seed {seed}: {row['train_sps']:6.0f} train steps/s, {row['wall_s']:6.1f} s in all, "
-                  f"target at step {fmt(row['steps_to_target'], 'd')} ({fmt(row['wall_to_target'], '.1f')} s), "
-                  f"final {row['final']:.1f}", flush=True)
+            print(
+                f"  {impl:>10} seed {seed}: {row['train_sps']:6.0f} train steps/s, {row['wall_s']:6.1f} s in all, "
+                f"target at step {fmt(row['steps_to_target'], 'd')} ({fmt(row['wall_to_target'], '.1f')} s), "
+                f"final {row['final']:.1f}",
+                flush=True,
+            )
 
-    head = ("| implementation | runs | train steps/s | gradient steps/s | wall s (all) | reached target "
-            "| steps to target | wall s to target | final return | best return |")
+    head = (
+        "| implementation | runs | train steps/s | gradient steps/s | wall s (all) | reached target "
+        "| steps to target | wall s to target | final return | best return |"
+    )
     lines = [head, "|" + "---|" * 10]
     for impl in args.impls:
         rs = [r for r in rows if r["impl"] == impl]
@@ -250,18 +299,24 @@ def main() -> int:
             f"| {'-' if target is None else f'{reached}/{len(rs)}'} "
             f"| {fmt(median([r['steps_to_target'] for r in rs]), '.0f')} "
             f"| {fmt(median([r['wall_to_target'] for r in rs]), '.1f')} "
-            f"| {median([r['final'] for r in rs]):.1f} | {median([r['best'] for r in rs]):.1f} |")
+            f"| {median([r['final'] for r in rs]):.1f} | {median([r['best'] for r in rs]):.1f} |"
+        )
     print("\nmedians over seeds (steps and wall time to target: over the runs that reached it)")
     print("\n".join(lines))
     if args.per_seed:
-        print("\n| implementation | seed | train steps/s | wall s | steps to target | wall s to target | final | best |")
+        print(
+            "\n| implementation | seed | train steps/s | wall s | steps to target | wall s to target | final | best |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for r in sorted(rows, key=lambda r: (args.impls.index(r["impl"]), r["seed"])):
-            print(f"| {r['impl']} | {r['seed']} | {r['train_sps']:.0f} | {r['wall_s']:.1f} "
-                  f"| {fmt(r['steps_to_target'], 'd')} | {fmt(r['wall_to_target'], '.1f')} | {r['final']:.1f} "
-                  f"| {r['best']:.1f} |")
-    (out / "benchmark.json").write_text(json.dumps({"target": target, "overrides": args.overrides, "rows": rows},
-                                                   indent=1))
+            print(
+                f"| {r['impl']} | {r['seed']} | {r['train_sps']:.0f} | {r['wall_s']:.1f} "
+                f"| {fmt(r['steps_to_target'], 'd')} | {fmt(r['wall_to_target'], '.1f')} | {r['final']:.1f} "
+                f"| {r['best']:.1f} |"
+            )
+    (out / "benchmark.json").write_text(
+        json.dumps({"target": target, "overrides": args.overrides, "rows": rows}, indent=1)
+    )
     return 0 if rows else 1
 
 

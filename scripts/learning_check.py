@@ -25,8 +25,18 @@ from pathlib import Path
 
 def run_seed(env: str, seed: int, within: int, out_root: Path, extra: list[str]) -> dict:
     run_dir = out_root / f"seed{seed}"
-    cmd = [sys.executable, "-m", "sac_runner.cli", f"env={env}", f"seed={seed}", "threads=1", "progress=false",
-           "save_video=false", f"hydra.run.dir={run_dir}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sac_runner.cli",
+        f"env={env}",
+        f"seed={seed}",
+        "threads=1",
+        "progress=false",
+        "save_video=false",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
     if not any(o.startswith("algorithm.total_steps=") for o in extra):
         cmd.append(f"algorithm.total_steps={within}")
     t0 = time.perf_counter()
@@ -51,8 +61,11 @@ def main() -> int:
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, after --")
     args = ap.parse_args()
     out_root = args.out or Path(tempfile.mkdtemp(prefix="sac-learning-check-"))
-    print(f"{args.env}: target {args.target} within {args.within} env steps, seeds {args.seeds}, "
-          f"overrides {args.overrides or '-'}; runs in {out_root}", flush=True)
+    print(
+        f"{args.env}: target {args.target} within {args.within} env steps, seeds {args.seeds}, "
+        f"overrides {args.overrides or '-'}; runs in {out_root}",
+        flush=True,
+    )
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda s: run_seed(args.env, s, args.within, out_root, args.overrides), args.seeds))
     passed = 0
@@ -63,8 +76,10 @@ def main() -> int:
             continue
         hit = next((step for step, mean, *_ in r["evals"] if step <= args.within and mean >= args.target), None)
         passed += hit is not None
-        print(f"{r['seed']:>4} {hit if hit is not None else '-':>10} {r['best_return']:>9.1f} "
-              f"{r['last_return']:>9.1f} {r['wall_time_s']:>7.1f} {r['steps_per_second']:>8.0f}")
+        print(
+            f"{r['seed']:>4} {hit if hit is not None else '-':>10} {r['best_return']:>9.1f} "
+            f"{r['last_return']:>9.1f} {r['wall_time_s']:>7.1f} {r['steps_per_second']:>8.0f}"
+        )
     print(f"passed {passed}/{len(results)} (need {args.min_pass})")
     return 0 if passed >= args.min_pass else 1
 

@@ -26,10 +26,23 @@ from pathlib import Path
 
 def measure(jobs: int, threads: int, steps: int, out: Path, extra: list[str]) -> dict:
     sweep_dir = out / f"jobs{jobs}-threads{threads}"
-    cmd = [sys.executable, "-m", "sac_runner.cli", "-m", "hydra/launcher=parallel", f"hydra.launcher.n_jobs={jobs}",
-           f"seed={','.join(str(s) for s in range(jobs))}", f"threads={threads}", f"algorithm.total_steps={steps}",
-           f"algorithm.eval_interval={steps}", "algorithm.nb_evals=2", "save_video=false", "progress=false",
-           f"hydra.sweep.dir={sweep_dir}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sac_runner.cli",
+        "-m",
+        "hydra/launcher=parallel",
+        f"hydra.launcher.n_jobs={jobs}",
+        f"seed={','.join(str(s) for s in range(jobs))}",
+        f"threads={threads}",
+        f"algorithm.total_steps={steps}",
+        f"algorithm.eval_interval={steps}",
+        "algorithm.nb_evals=2",
+        "save_video=false",
+        "progress=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -51,19 +64,24 @@ def main() -> int:
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="sac-parallel-speed-"))
     try:
-        load = " (load average %.2f %.2f %.2f)" % os.getloadavg()
+        load = " (load average {:.2f} {:.2f} {:.2f})".format(*os.getloadavg())
     except OSError:
         load = ""
-    print(f"{cores} cores{load}; {args.steps} env steps per job; overrides {args.overrides or '-'}; runs in {out}",
-          flush=True)
+    print(
+        f"{cores} cores{load}; {args.steps} env steps per job; overrides {args.overrides or '-'}; runs in {out}",
+        flush=True,
+    )
     print(f"{'jobs':>4} {'threads':>7} {'steps/s per job':<32} {'mean':>7} {'total':>7} {'wall s':>7}", flush=True)
     for rep in range(args.repeat):
         for jobs in args.jobs:
             for threads in args.threads:
                 r = measure(jobs, threads, args.steps, out / f"rep{rep}", args.overrides)
                 per_job = " ".join(f"{s:.0f}" for s in r["sps"])
-                print(f"{jobs:>4} {threads:>7} {per_job:<32} {sum(r['sps']) / jobs:>7.0f} {sum(r['sps']):>7.0f} "
-                      f"{r['wall']:>7.1f}", flush=True)
+                print(
+                    f"{jobs:>4} {threads:>7} {per_job:<32} {sum(r['sps']) / jobs:>7.0f} {sum(r['sps']):>7.0f} "
+                    f"{r['wall']:>7.1f}",
+                    flush=True,
+                )
     return 0
 
 

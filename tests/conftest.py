@@ -41,8 +41,9 @@ def run_cli(tool: str, *args, cwd=None, timeout=300, env=None, drop_env=()) -> s
     """Run a console script as a user would, with Hydra's short errors; `drop_env` names variables to unset."""
     environ = {k: v for k, v in os.environ.items() if k not in drop_env}
     environ.update({"HYDRA_FULL_ERROR": "0", **(env or {})})
-    return subprocess.run([*cli_command(tool), *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=environ)
+    return subprocess.run(
+        [*cli_command(tool), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environ
+    )
 
 
 def sac_train(*args, cwd, timeout=300) -> subprocess.CompletedProcess:

@@ -9,10 +9,33 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
 
 def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
-    overrides = ["algorithm.learning_starts=100", "algorithm.eval_interval=150", "algorithm.nb_evals=2",
-                 "algorithm.batch_size=32", "architecture=small", "env.max_episode_steps=60"]
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--steps", "400", "--seeds", "0", "--target", "10",
-                           "--out", str(tmp_path), "--", *overrides], capture_output=True, text=True, timeout=300)
+    overrides = [
+        "algorithm.learning_starts=100",
+        "algorithm.eval_interval=150",
+        "algorithm.nb_evals=2",
+        "algorithm.batch_size=32",
+        "architecture=small",
+        "env.max_episode_steps=60",
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--steps",
+            "400",
+            "--seeds",
+            "0",
+            "--target",
+            "10",
+            "--out",
+            str(tmp_path),
+            "--",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| sac_runner | 1 |" in proc.stdout and "| sb3 | 1 |" in proc.stdout
     rows = json.loads((tmp_path / "benchmark.json").read_text())["rows"]

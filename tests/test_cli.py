@@ -1,18 +1,12 @@
 """End to end: `sac-train` as a user runs it, from a temporary directory."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sac_runner.config import validate
-from sac_runner.trainer import Trainer
 from tests.conftest import TINY, make_trainer, sac_train, train
 
 
@@ -31,9 +25,19 @@ def test_sac_train_writes_a_complete_run_directory(tmp_path):
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ["eval/return_mean", "eval/return_min", "eval/return_max", "train/loss/critic", "train/loss/actor",
-                "train/loss/alpha", "train/alpha", "train/entropy", "train/q/mean", "train/episode_return",
-                "time/steps_per_second"]:
+    for tag in [
+        "eval/return_mean",
+        "eval/return_min",
+        "eval/return_max",
+        "train/loss/critic",
+        "train/loss/actor",
+        "train/loss/alpha",
+        "train/alpha",
+        "train/entropy",
+        "train/q/mean",
+        "train/episode_return",
+        "time/steps_per_second",
+    ]:
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     assert [e.step for e in events.Scalars("eval/return_mean")] == [150, 300]
 
@@ -54,12 +58,15 @@ def test_sac_train_writes_a_complete_run_directory(tmp_path):
     assert summary["env_steps"] == 300 and len(summary["evals"]) == 2
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["algorithm.tau=1.5"], "algorithm.tau=1.5 is outside (0.0, 1.0]"),
-    (["algorithm.batch_size=512", "algorithm.buffer_size=64"], "is larger than algorithm.buffer_size=64"),
-    (["env=generic", "env.id=CartPole-v1"], "Discrete action space"),
-    (["env=generic", "env.id=NoSuchEnv-v0"], "is not a registered Gymnasium environment"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["algorithm.tau=1.5"], "algorithm.tau=1.5 is outside (0.0, 1.0]"),
+        (["algorithm.batch_size=512", "algorithm.buffer_size=64"], "is larger than algorithm.buffer_size=64"),
+        (["env=generic", "env.id=CartPole-v1"], "Discrete action space"),
+        (["env=generic", "env.id=NoSuchEnv-v0"], "is not a registered Gymnasium environment"),
+    ],
+)
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, needle):
     proc = sac_train(*args, cwd=tmp_path)
     assert proc.returncode == 2
@@ -92,7 +99,9 @@ def test_seeded_runs_are_reproducible_on_cpu(tmp_path):
 
 
 def test_update_to_data_ratio_sets_the_number_of_gradient_steps(tmp_path):
-    _, t = run_in_process(tmp_path / "a", "algorithm.utd_ratio=0.5", "algorithm.n_envs=4", "algorithm.eval_interval=300")
+    _, t = run_in_process(
+        tmp_path / "a", "algorithm.utd_ratio=0.5", "algorithm.n_envs=4", "algorithm.eval_interval=300"
+    )
     assert t.progress.updates == (300 - 100) // 2
     _, t = run_in_process(tmp_path / "b", "algorithm.utd_ratio=2", "algorithm.eval_interval=300")
     assert t.progress.updates == (300 - 100) * 2

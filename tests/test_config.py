@@ -14,8 +14,9 @@ from tests.conftest import make_cfg
 
 
 def group_options(group):
-    return sorted(p.name[: -len(".yaml")] for p in files("sac_runner.conf").joinpath(group).iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[: -len(".yaml")] for p in files("sac_runner.conf").joinpath(group).iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def test_groups_have_the_expected_options():
@@ -37,8 +38,12 @@ def test_every_env_option_composes_and_validates(env):
 
 @pytest.mark.parametrize("arch,opt", list(itertools.product(group_options("architecture"), group_options("optimizer"))))
 def test_every_architecture_and_optimizer_option_composes(arch, opt):
-    cfg = make_cfg(f"architecture={arch}", f"optimizer@actor_optimizer={opt}",
-                   f"optimizer@critic_optimizer={opt}", f"optimizer@entropy_coef_optimizer={opt}")
+    cfg = make_cfg(
+        f"architecture={arch}",
+        f"optimizer@actor_optimizer={opt}",
+        f"optimizer@critic_optimizer={opt}",
+        f"optimizer@entropy_coef_optimizer={opt}",
+    )
     validate(cfg)
     assert cfg.actor_optimizer._target_.startswith("torch.optim.") and cfg.actor_optimizer._partial_ is True
     assert cfg.critic_optimizer == cfg.actor_optimizer
@@ -56,8 +61,15 @@ def test_every_experiment_composes_and_wins_over_the_env_preset(experiment):
     assert make_cfg("env=Pendulum-v1", f"experiment={experiment}", "algorithm.total_steps=7").algorithm.total_steps == 7
 
 
-@pytest.mark.parametrize("preset,own", [("env=CartPoleContinuous-v1", [64, 64]), ("env=Pendulum-v1", [64, 64]),
-                                         ("experiment=smoke", [64, 64]), ("experiment=mujoco", [256, 256])])
+@pytest.mark.parametrize(
+    "preset,own",
+    [
+        ("env=CartPoleContinuous-v1", [64, 64]),
+        ("env=Pendulum-v1", [64, 64]),
+        ("experiment=smoke", [64, 64]),
+        ("experiment=mujoco", [256, 256]),
+    ],
+)
 def test_presets_choose_an_architecture_that_the_command_line_can_replace(preset, own):
     assert list(make_cfg(preset).architecture.critic_hidden_sizes) == own
     for args in ([preset, "architecture=large"], ["architecture=large", preset]):
@@ -89,10 +101,16 @@ BAD = [
     (["algorithm.tau=0"], "algorithm.tau=0 is outside (0.0, 1.0]"),
     (["algorithm.tau=1.5"], "algorithm.tau=1.5 is outside (0.0, 1.0]"),
     (["algorithm.discount=true"], "algorithm.discount=True is not a finite number"),
-    (["algorithm.batch_size=512", "algorithm.buffer_size=100"], "algorithm.batch_size=512 is larger than algorithm.buffer_size=100"),
+    (
+        ["algorithm.batch_size=512", "algorithm.buffer_size=100"],
+        "algorithm.batch_size=512 is larger than algorithm.buffer_size=100",
+    ),
     (["algorithm.entropy_mode=sometimes"], "algorithm.entropy_mode='sometimes' is not one of auto, fixed"),
     (["algorithm.init_entropy_coef=0"], "algorithm.init_entropy_coef=0 is outside"),
-    (["architecture.actor_hidden_sizes=[64,0]"], "architecture.actor_hidden_sizes=[64, 0] must be a list of positive integers"),
+    (
+        ["architecture.actor_hidden_sizes=[64,0]"],
+        "architecture.actor_hidden_sizes=[64, 0] must be a list of positive integers",
+    ),
     (["architecture.activation=swish"], "architecture.activation='swish' is not one of"),
     (["architecture.n_critics=0"], "architecture.n_critics=0 must be positive"),
     (["critic_optimizer._target_=torch.optim.Nope"], "critic_optimizer._target_='torch.optim.Nope' is not an"),
@@ -200,15 +218,18 @@ def optimizer(*overrides):
     return make_optimizer(cfg.actor_optimizer, [torch.nn.Parameter(torch.zeros(3))])
 
 
-@pytest.mark.parametrize("overrides,cls,fused", [
-    ([], torch.optim.Adam, True),
-    (["optimizer@actor_optimizer=adamw"], torch.optim.AdamW, True),
-    (["actor_optimizer._target_=torch.optim.SGD"], torch.optim.SGD, True),
-    (["+actor_optimizer.fused=false"], torch.optim.Adam, False),
-    (["+actor_optimizer.foreach=true"], torch.optim.Adam, None),
-    ([f"actor_optimizer._target_={__name__}.FusedFails"], FusedFails, None),  # falls back silently
-    (["actor_optimizer._target_=torch.optim.RMSprop"], torch.optim.RMSprop, None),  # no fused variant
-])
+@pytest.mark.parametrize(
+    "overrides,cls,fused",
+    [
+        ([], torch.optim.Adam, True),
+        (["optimizer@actor_optimizer=adamw"], torch.optim.AdamW, True),
+        (["actor_optimizer._target_=torch.optim.SGD"], torch.optim.SGD, True),
+        (["+actor_optimizer.fused=false"], torch.optim.Adam, False),
+        (["+actor_optimizer.foreach=true"], torch.optim.Adam, None),
+        ([f"actor_optimizer._target_={__name__}.FusedFails"], FusedFails, None),  # falls back silently
+        (["actor_optimizer._target_=torch.optim.RMSprop"], torch.optim.RMSprop, None),  # no fused variant
+    ],
+)
 def test_fused_where_the_config_leaves_it_open(overrides, cls, fused):
     opt = optimizer(*overrides)
     assert type(opt) is cls
@@ -219,6 +240,8 @@ def test_fused_where_the_config_leaves_it_open(overrides, cls, fused):
 def test_bad_optimizer_target_fails_before_anything_is_built(capfd):
     with pytest.raises(ConfigError) as err:
         validate(make_cfg("actor_optimizer._target_=torch.optim.Nope"))
-    assert str(err.value) == ("actor_optimizer._target_='torch.optim.Nope' is not an importable class; "
-                              "use e.g. actor_optimizer._target_=torch.optim.Adam")
+    assert str(err.value) == (
+        "actor_optimizer._target_='torch.optim.Nope' is not an importable class; "
+        "use e.g. actor_optimizer._target_=torch.optim.Adam"
+    )
     assert capfd.readouterr().err == ""  # hydra.utils.get_class's own error log is kept quiet

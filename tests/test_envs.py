@@ -26,10 +26,10 @@ def test_cartpole_continuous_dynamics_match_the_classic_equations():
     env.state = np.array([0.1, -0.2, 0.05, 0.3])
     obs, rew, term, trunc, _ = env.step(np.array([0.5], dtype=np.float32))
     x, x_dot, th, th_dot = 0.1, -0.2, 0.05, 0.3
-    force, g, mc, mp, l, dt = 5.0, 9.8, 1.0, 0.1, 0.5, 0.02
-    temp = (force + mp * l * th_dot**2 * math.sin(th)) / (mc + mp)
-    thacc = (g * math.sin(th) - math.cos(th) * temp) / (l * (4 / 3 - mp * math.cos(th) ** 2 / (mc + mp)))
-    xacc = temp - mp * l * thacc * math.cos(th) / (mc + mp)
+    force, g, mc, mp, length, dt = 5.0, 9.8, 1.0, 0.1, 0.5, 0.02
+    temp = (force + mp * length * th_dot**2 * math.sin(th)) / (mc + mp)
+    thacc = (g * math.sin(th) - math.cos(th) * temp) / (length * (4 / 3 - mp * math.cos(th) ** 2 / (mc + mp)))
+    xacc = temp - mp * length * thacc * math.cos(th) / (mc + mp)
     expected = [x + dt * x_dot, x_dot + dt * xacc, th + dt * th_dot, th_dot + dt * thacc]
     np.testing.assert_allclose(obs, expected, rtol=1e-6)
     assert rew == 1.0 and not term and not trunc

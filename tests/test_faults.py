@@ -1,8 +1,7 @@
-"""Faults: SIGTERM / SIGINT, a writer killed mid-checkpoint, NaN guard, pickled objects, full disk, unwritable output."""
+"""Faults: SIGTERM / SIGINT, a writer killed mid-checkpoint, NaN guard, pickled objects, full disk, bad output dirs."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,12 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sac_runner.checkpoint import CheckpointError, load_checkpoint
-from sac_runner.config import validate
-from sac_runner.trainer import Trainer, TrainingError
+from sac_runner.trainer import TrainingError
 from tests.conftest import TINY, cli_command, make_trainer, sac_train, step_hook, train
 
 torch.set_num_threads(1)
@@ -40,9 +37,13 @@ def wait_for(path: Path, proc, timeout=120.0):
 # ------------------------------------------------------------------------------------------- signals
 def test_sigterm_checkpoints_exits_and_cli_resume_matches_an_uninterrupted_run(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([*cli_command("sac-train"), *TINY, "save_video=false", "algorithm.total_steps=100000",
-                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cli_command("sac-train"), *TINY, "save_video=false", "algorithm.total_steps=100000", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(run / "checkpoints" / "last.pt", proc)  # the first evaluation, at step 150
         proc.send_signal(signal.SIGTERM)
@@ -79,6 +80,7 @@ def test_sigterm_checkpoints_exits_and_cli_resume_matches_an_uninterrupted_run(t
 
 def test_sigint_stops_after_the_step_and_a_second_one_stops_at_once(tmp_path):
     before = signal.getsignal(signal.SIGINT)
+
     def one_sigint(t):
         if t.progress.env_steps == 200:
             os.kill(os.getpid(), signal.SIGINT)
@@ -147,7 +149,9 @@ def test_a_nan_loss_stops_training_naming_step_and_quantity_and_keeps_the_last_g
         train(trainer)
     msg, p = str(e.value), trainer.progress
     assert p.env_steps == 170 and "\n" not in msg
-    assert msg.startswith(f"critic loss became nan at env step {p.env_steps} (gradient step {p.updates}); training stopped")
+    assert msg.startswith(
+        f"critic loss became nan at env step {p.env_steps} (gradient step {p.updates}); training stopped"
+    )
     assert f"the last good checkpoint, {tmp_path / 'checkpoints' / 'last.pt'} (step 150), is kept" in msg
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert ckpt.progress["env_steps"] == 150
@@ -166,8 +170,14 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path):
 
 
 def test_cli_reports_a_diverging_run_on_one_line(tmp_path):
-    proc = sac_train(*TINY, "save_video=false", "actor_optimizer.lr=1e30", "critic_optimizer.lr=1e30",
-                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = sac_train(
+        *TINY,
+        "save_video=false",
+        "actor_optimizer.lr=1e30",
+        "critic_optimizer.lr=1e30",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sac-train: error: ") and "at env step" in lines[0]
@@ -187,6 +197,26 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, monkeypatch
     with pytest.raises(CheckpointError, match="refused") as e:
         load_checkpoint(tmp_path / "evil.pt")
     assert "\n" not in str(e.value) and not marker.exists()
+
+
+def test_a_format_1_checkpoint_is_migrated_and_a_newer_format_refused(tmp_path):
+    """Checkpoints written before the agent's entries were grouped still resume and replay."""
+    run = tmp_path / "run"
+    train(make_trainer(run, "algorithm.total_steps=150"))
+    path = run / "checkpoints" / "last.pt"
+    v2 = torch.load(path, weights_only=True)
+    v1 = {**{k: v for k, v in v2.items() if k != "agent"}, **v2["agent"], "format": 1}
+    torch.save(v1, path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.agent.keys() == v2["agent"].keys() and ckpt.progress == v2["progress"]
+    assert torch.equal(ckpt.agent["actor"]["mean.bias"], v2["agent"]["actor"]["mean.bias"])
+    proc = sac_train(f"resume={run}", "algorithm.total_steps=300", cwd=tmp_path)
+    assert proc.returncode == 0 and f"resuming {run} at step 150 of 300" in proc.stdout, proc.stderr
+    assert load_checkpoint(path).progress["env_steps"] == 300  # rewritten in the current format
+
+    torch.save({**v2, "format": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=r"newer sac_runner \(checkpoint format 99; .*upgrade sac_runner"):
+        load_checkpoint(tmp_path / "future.pt")
 
 
 # ------------------------------------------------------------------------------------------- disk
@@ -217,9 +247,11 @@ def test_a_failing_tensorboard_write_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(logger_module, "SummaryWriter", FullDiskWriter)  # a full disk, seen by TensorBoard
     with pytest.raises(TrainingError) as e:
         train(make_trainer(tmp_path))
-    assert str(e.value) == (f"cannot write {tmp_path / 'tensorboard' / 'events'} (No space left on device); free disk "
-                            f"space or fix the directory's permissions, then continue from step 150 with: "
-                            f"sac-train resume={tmp_path}")
+    assert str(e.value) == (
+        f"cannot write {tmp_path / 'tensorboard' / 'events'} (No space left on device); free disk "
+        f"space or fix the directory's permissions, then continue from step 150 with: "
+        f"sac-train resume={tmp_path}"
+    )
 
 
 @pytest.mark.parametrize("where", ["/proc/sac-runner-test/run", "/dev/null/run"])

@@ -1,11 +1,6 @@
 """MuJoCo tasks end to end, headless: train (the smoke experiment), record, replay with sac-visualize.
 Needs the mujoco extra, which the test extra includes."""
 
-import os
-import shutil
-import subprocess
-import sys
-
 import imageio.v3 as iio
 
 from tests.conftest import run_cli
@@ -17,8 +12,7 @@ def run(tool, *args, cwd):
 
 
 def test_halfcheetah_trains_records_and_replays_headless(tmp_path):
-    proc = run("sac-train", "experiment=smoke", "env=generic", "env.id=HalfCheetah-v5", "progress=false",
-               cwd=tmp_path)
+    proc = run("sac-train", "experiment=smoke", "env=generic", "env.id=HalfCheetah-v5", "progress=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     # MuJoCo's compiler warnings come once each, not once per environment copy (a dozen per run)
     assert proc.stderr.count("settotalmass") <= 1, proc.stderr
@@ -28,8 +22,7 @@ def test_halfcheetah_trains_records_and_replays_headless(tmp_path):
     assert len(frames) == 201  # max_episode_steps 200 of the smoke preset, plus the first frame
     assert frames[-1].std() > 5  # a rendered scene, not a blank picture
 
-    proc = run("sac-visualize", str(run_dir), "--episodes", "2", "--output", str(tmp_path / "replay.mp4"),
-               cwd=tmp_path)
+    proc = run("sac-visualize", str(run_dir), "--episodes", "2", "--output", str(tmp_path / "replay.mp4"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "return over 2 deterministic episode(s)" in proc.stdout
     assert len(iio.imread(tmp_path / "replay.mp4")) == 201

@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         pytest.fail(f"building the wheel failed: {proc.stderr[-2000:]}")
     (whl,) = out.glob("sac_runner-*.whl")
@@ -45,6 +49,12 @@ def test_installed_wheel_composes_from_another_directory(wheel, tmp_path):
     # -I: ignore the editable install and the current directory; only the extracted wheel is importable
     paths = [str(target)] + [p for p in sys.path if "site-packages" in p]
     env = {"PYTHONPATH": ":".join(paths), "SDL_VIDEODRIVER": "dummy"}
-    proc = subprocess.run([sys.executable, "-c", f"import sys; sys.path[:0] = {paths!r}; exec({code!r})", str(target)],
-                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path[:0] = {paths!r}; exec({code!r})", str(target)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]

@@ -13,8 +13,9 @@ from torch.utils.tensorboard import SummaryWriter
 from sac_runner import report, report_data, report_stats
 
 
-def make_run(path, overrides, seed, returns, steps=None, summary=True, env_id="Pendulum-v1", sps=500.0,
-             interrupted=None):
+def make_run(
+    path, overrides, seed, returns, steps=None, summary=True, env_id="Pendulum-v1", sps=500.0, interrupted=None
+):
     """A run directory as sac-train leaves it: .hydra/overrides.yaml, config.yaml, tensorboard/, summary.json."""
     steps = steps or [1000 * (i + 1) for i in range(len(returns))]
     (path / ".hydra").mkdir(parents=True)
@@ -27,8 +28,12 @@ def make_run(path, overrides, seed, returns, steps=None, summary=True, env_id="P
         w.add_scalar("time/steps_per_second", sps, s)
     w.close()
     if summary:
-        s = {"env_steps": steps[-1], "wall_time_s": steps[-1] / sps, "steps_per_second": sps,
-             "evals": [[st, r, 0, r, r] for st, r in zip(steps, returns)]}
+        s = {
+            "env_steps": steps[-1],
+            "wall_time_s": steps[-1] / sps,
+            "steps_per_second": sps,
+            "evals": [[st, r, 0, r, r] for st, r in zip(steps, returns)],
+        }
         if interrupted:
             s["interrupted"] = interrupted
         (path / "summary.json").write_text(json.dumps(s))
@@ -49,8 +54,9 @@ def sweep(tmp_path):
     failed = d / "5"
     (failed / ".hydra").mkdir(parents=True)
     (failed / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=2", "algorithm.tau=1.5", *common]))
-    (failed / "failed.json").write_text(json.dumps({"error": "ConfigError",
-                                                     "message": "algorithm.tau=1.5 is outside (0.0, 1.0]"}))
+    (failed / "failed.json").write_text(
+        json.dumps({"error": "ConfigError", "message": "algorithm.tau=1.5 is outside (0.0, 1.0]"})
+    )
     make_run(d / "6", ["algorithm.tau=0.05", *common], 2, [-1200.0, -1000.0], summary=False)
     (d / "7").mkdir()
     make_run(d / "8", ["algorithm.tau=0.2", *common], 0, [-1200.0, float("nan")])
@@ -67,7 +73,7 @@ def read_csv(path):
 def test_statistics():
     lo, hi = report_stats.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
     assert lo < 2.5 < hi and (lo, hi) == report_stats.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
-    assert 1.0 <= lo and hi <= 4.0
+    assert lo >= 1.0 and hi <= 4.0
     assert all(math.isnan(v) for v in report_stats.bootstrap_ci([5.0]))
     assert report_stats.iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)  # 25% trimmed from each end
     assert report_stats.iqm([1, 2, 3, 100, 200, 300, 400, 500]) == pytest.approx(150.75)  # mean of 3, 100, 200, 300

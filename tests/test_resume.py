@@ -1,22 +1,18 @@
 """Checkpoint round trip and exact resume: a run stopped and resumed equals the same run uninterrupted (CPU)."""
 
 import os
-import shutil
 import signal
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from sac_runner import runs
 from sac_runner.agent import make_agent
 from sac_runner.buffer import ReplayBuffer
 from sac_runner.checkpoint import load_checkpoint
-from sac_runner.config import ConfigError, validate
+from sac_runner.config import ConfigError
 from sac_runner.trainer import Trainer
 from tests.conftest import make_cfg, make_trainer, sac_train, step_hook, train
 
@@ -84,8 +80,11 @@ gym.register("PointMass-v0", entry_point=PointMass)
 
 def assert_same_state(a: Trainer, b: Trainer):
     assert a.progress.evals == b.progress.evals
-    assert (a.progress.env_steps, a.progress.updates, a.progress.episodes) == \
-           (b.progress.env_steps, b.progress.updates, b.progress.episodes)
+    assert (a.progress.env_steps, a.progress.updates, a.progress.episodes) == (
+        b.progress.env_steps,
+        b.progress.updates,
+        b.progress.episodes,
+    )
     for name in ("actor", "critic", "target_critic"):
         sa, sb = getattr(a.agent, name).state_dict(), getattr(b.agent, name).state_dict()
         for k in sa:
@@ -183,13 +182,18 @@ def test_refusals_are_one_line_config_errors(tmp_path):
         runs.prepare_resume(make_cfg(f"resume={tmp_path / 'run'}"), [], multirun=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").unlink()
     with pytest.raises(ConfigError, match="no checkpoints/last.pt"):
-        runs.prepare_resume(make_cfg(f"resume={tmp_path / 'run'}", "algorithm.total_steps=300"),
-                            ["algorithm.total_steps=300"])
+        runs.prepare_resume(
+            make_cfg(f"resume={tmp_path / 'run'}", "algorithm.total_steps=300"), ["algorithm.total_steps=300"]
+        )
 
 
 def test_cli_resume_of_a_missing_run_creates_nothing(tmp_path):
     proc = sac_train("resume=outputs/typo", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sac-train: error: resume=outputs/typo:") and "does not exist" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("sac-train: error: resume=outputs/typo:")
+        and "does not exist" in lines[0]
+    )
     assert list(tmp_path.iterdir()) == []  # no stray run directory, no .hydra in the typo

@@ -130,8 +130,17 @@ def make_agent(learn_alpha=True):
     actor, critic = SquashedGaussianActor(3, 2, [16, 16]), CriticEnsemble(3, 2, [16, 16])
     target = copy.deepcopy(critic)
     opts = (torch.optim.SGD(actor.parameters(), lr=0.1), torch.optim.SGD(critic.parameters(), lr=0.1), None)
-    agent = SAC(actor, critic, target, torch.tensor(0.0), opts, gamma=0.99, tau=0.1,
-                target_entropy=-2.0, learn_alpha=learn_alpha)
+    agent = SAC(
+        actor,
+        critic,
+        target,
+        torch.tensor(0.0),
+        opts,
+        gamma=0.99,
+        tau=0.1,
+        target_entropy=-2.0,
+        learn_alpha=learn_alpha,
+    )
     if learn_alpha:
         agent.alpha_optimizer = torch.optim.SGD([agent.log_alpha], lr=0.1)
     return agent
@@ -139,8 +148,13 @@ def make_agent(learn_alpha=True):
 
 def batch(n=8):
     g = torch.Generator().manual_seed(1)
-    return Batch(torch.randn(n, 3, generator=g), torch.rand(n, 2, generator=g) * 2 - 1,
-                 torch.randn(n, generator=g), torch.randn(n, 3, generator=g), (torch.rand(n, generator=g) < 0.3).float())
+    return Batch(
+        torch.randn(n, 3, generator=g),
+        torch.rand(n, 2, generator=g) * 2 - 1,
+        torch.randn(n, generator=g),
+        torch.randn(n, 3, generator=g),
+        (torch.rand(n, generator=g) < 0.3).float(),
+    )
 
 
 def grads(module):
@@ -178,7 +192,7 @@ def test_update_changes_online_networks_and_moves_targets_by_polyak():
         if k.startswith(("actor.", "critic.")):
             assert not torch.equal(before[k], after[k]), f"{k} did not change"
         if k.startswith("target_critic."):
-            online = after["critic." + k[len("target_critic."):]]
+            online = after["critic." + k[len("target_critic.") :]]
             torch.testing.assert_close(after[k], 0.9 * before[k] + 0.1 * online)
     assert after["log_alpha"] != before["log_alpha"]
     assert {"loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q/mean"} <= set(stats)
@@ -201,6 +215,7 @@ def test_polyak_update():
 
 def test_state_dict_round_trip_continues_identically():
     """Networks, target, log alpha and all three optimizers' moments come back: the next update matches."""
+
     def adam_agent():
         agent = make_agent()
         agent.actor_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=1e-2)
@@ -233,7 +248,7 @@ def test_gradient_clipping_bounds_the_norm():
     def spy(params, max_norm):
         params = list(params)
         orig(params, max_norm)
-        seen.append(torch.sqrt(sum((p.grad ** 2).sum() for p in params if p.grad is not None)).item())
+        seen.append(torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None)).item())
 
     torch.nn.utils.clip_grad_norm_ = spy
     try:

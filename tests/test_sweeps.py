@@ -4,7 +4,6 @@ and sac-report on the sweeps' own output."""
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +12,8 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_module
 
-from tests.conftest import TINY, run_cli
 from sac_runner import report, sweep
+from tests.conftest import TINY, run_cli
 
 SWEEP_TINY = [*TINY, "save_video=false"]
 
@@ -65,8 +64,15 @@ def test_presets_compose():
         assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.max_failure_rate == 1.0
         assert cfg.hydra.sweeper.storage.startswith("sqlite:///") and cfg.hydra.sweeper.storage.endswith("/optuna.db")
         assert set(cfg.hydra.sweeper.params) == {
-            "actor_optimizer.lr", "critic_optimizer.lr", "algorithm.tau", "algorithm.batch_size",
-            "algorithm.discount", "algorithm.utd_ratio", "search.actor_width", "search.critic_width"}
+            "actor_optimizer.lr",
+            "critic_optimizer.lr",
+            "algorithm.tau",
+            "algorithm.batch_size",
+            "algorithm.discount",
+            "algorithm.utd_ratio",
+            "search.actor_width",
+            "search.critic_width",
+        }
         cfg = compose("config", overrides=["hparams_search=optuna", "search.critic_width=128"])
         assert list(cfg.architecture.critic_hidden_sizes) == [128, 128]
 
@@ -81,9 +87,16 @@ def test_slurm_preset_composes_into_an_sbatch_script(tmp_path, monkeypatch):
     import sac_runner.cli  # noqa: F401
 
     with initialize_config_module("sac_runner.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                           "hydra.launcher.timeout_min=90", f"hydra.sweep.dir={tmp_path}"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.timeout_min=90",
+                f"hydra.sweep.dir={tmp_path}",
+            ],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # no srun here
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -91,8 +104,9 @@ def test_slurm_preset_composes_into_an_sbatch_script(tmp_path, monkeypatch):
     params.pop("_target_")
     assert params["submitit_folder"] == f"{tmp_path}/.submitit/%j"
     # the same steps as SlurmLauncher.launch
-    executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
-                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    executor = submitit.AutoExecutor(
+        cluster="slurm", folder=params.pop("submitit_folder"), slurm_max_num_timeout=params.pop("max_num_timeout")
+    )
     base = set(OmegaConf.structured(BaseQueueConf).keys())
     executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
     script = executor._executor._make_submission_file_text("python -m task", "uid")
@@ -163,8 +177,14 @@ def test_a_job_stopped_by_sigterm(job_context, tmp_path):
 def grid_sweep(tmp_path_factory):
     """2 seeds x 2 taus through the joblib launcher, 2 jobs at a time, with the default sweep directory."""
     cwd = tmp_path_factory.mktemp("grid")
-    proc = sac_train(cwd, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1", "algorithm.tau=0.005,0.02",
-                     "threads=auto")
+    proc = sac_train(
+        cwd,
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1",
+        "algorithm.tau=0.005,0.02",
+        "threads=auto",
+    )
     return cwd, proc
 
 
@@ -196,12 +216,18 @@ def test_report_on_the_grid_sweep(grid_sweep):
     cwd, proc = grid_sweep
     assert proc.returncode == 0
     sweep_dir = next((cwd / "outputs" / "multirun").glob("*/*"))
-    out = subprocess.run([sys.executable, "-m", "sac_runner.report", str(sweep_dir), "--threshold", "10"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "sac_runner.report", str(sweep_dir), "--threshold", "10"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     rows = read_csv(sweep_dir / "report" / "report.csv")
     assert [(r["group"], r["runs"], r["seeds"]) for r in rows] == [
-        ("algorithm.tau=0.005", "2", "0 1"), ("algorithm.tau=0.02", "2", "0 1")]
+        ("algorithm.tau=0.005", "2", "0 1"),
+        ("algorithm.tau=0.02", "2", "0 1"),
+    ]
     assert all(float(r["steps_per_second"]) > 0 and float(r["wall_time_s"]) > 0 for r in rows)
     assert "algorithm.tau=0.005  2" in out.stdout
     from PIL import Image
@@ -233,8 +259,13 @@ def test_optuna_search_records_failed_trials_and_continues(tmp_path):
 
     first, second = tmp_path / "search1", tmp_path / "search2"
     # a small, fast search space; tau=1.5 is invalid, so the trials that draw it fail
-    space = ["algorithm.utd_ratio=0.5", "algorithm.batch_size=choice(16,32)", "search.actor_width=choice(16,32)",
-             "search.critic_width=choice(16,32)", "algorithm.tau=choice(0.01,1.5)"]
+    space = [
+        "algorithm.utd_ratio=0.5",
+        "algorithm.batch_size=choice(16,32)",
+        "search.actor_width=choice(16,32)",
+        "search.critic_width=choice(16,32)",
+        "algorithm.tau=choice(0.01,1.5)",
+    ]
     proc = sac_train(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3", *space, f"hydra.sweep.dir={first}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     storage = f"sqlite:///{first / 'optuna.db'}"
@@ -242,7 +273,9 @@ def test_optuna_search_records_failed_trials_and_continues(tmp_path):
     trials = study.trials
     assert len(trials) == 3
     for t in trials:
-        expected = optuna.trial.TrialState.FAIL if t.params["algorithm.tau"] == 1.5 else optuna.trial.TrialState.COMPLETE
+        expected = (
+            optuna.trial.TrialState.FAIL if t.params["algorithm.tau"] == 1.5 else optuna.trial.TrialState.COMPLETE
+        )
         assert t.state == expected, (t.number, t.params, t.state)
     states = {t.state for t in trials}
     assert states == {optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE}  # seed 0 draws both
@@ -250,12 +283,22 @@ def test_optuna_search_records_failed_trials_and_continues(tmp_path):
     for t in complete:  # the value is the objective the job wrote: mean of its last 3 evaluations
         summary = json.loads((first / str(t.number) / "summary.json").read_text())
         assert t.value == pytest.approx(summary["objective"])
-        assert summary["objective"] == pytest.approx(sum(e[1] for e in summary["evals"][-3:]) / len(summary["evals"][-3:]))
-    assert yaml.safe_load((first / "optimization_results.yaml").read_text())["best_value"] == pytest.approx(study.best_value)
+        assert summary["objective"] == pytest.approx(
+            sum(e[1] for e in summary["evals"][-3:]) / len(summary["evals"][-3:])
+        )
+    assert yaml.safe_load((first / "optimization_results.yaml").read_text())["best_value"] == pytest.approx(
+        study.best_value
+    )
 
     # an interrupted or finished search continues from its storage, into a new sweep directory
-    proc = sac_train(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=1", *space,
-                     f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={second}")
+    proc = sac_train(
+        tmp_path,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=1",
+        *space,
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={second}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(optuna.load_study(study_name="sac-CartPoleContinuous-v1", storage=storage).trials) == 4
     assert not (second / "optuna.db").exists()

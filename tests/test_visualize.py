@@ -4,8 +4,6 @@ import contextlib
 import io
 import os
 import shutil
-import subprocess
-import sys
 
 import imageio_ffmpeg
 import numpy as np
@@ -14,11 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from sac_runner import envs as envs_module
-from sac_runner.config import validate
 from sac_runner.envs import make_vector_env
 from sac_runner.evaluation import evaluate
 from sac_runner.networks import SquashedGaussianActor
-from sac_runner.trainer import Trainer
 from sac_runner.visualize import main
 from tests.conftest import make_trainer, run_cli, train
 
@@ -33,8 +29,10 @@ def new_run(run_dir, *overrides):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
-    return {"CartPoleContinuous-v1": new_run(base / "cartpole"),
-            "Pendulum-v1": new_run(base / "pendulum", "env=Pendulum-v1")}
+    return {
+        "CartPoleContinuous-v1": new_run(base / "cartpole"),
+        "Pendulum-v1": new_run(base / "pendulum", "env=Pendulum-v1"),
+    }
 
 
 def visualize(*args):
@@ -63,12 +61,20 @@ def test_console_script_replays_the_best_checkpoint_of_a_run(runs):
 
     # the printed statistics are those of the best actor on seeds 7, 8, 9
     cfg = OmegaConf.load(run / "config.yaml")
-    actor = SquashedGaussianActor(4, 1, list(cfg.architecture.actor_hidden_sizes), cfg.architecture.activation,
-                                  cfg.architecture.log_std_min, cfg.architecture.log_std_max)
+    actor = SquashedGaussianActor(
+        4,
+        1,
+        list(cfg.architecture.actor_hidden_sizes),
+        cfg.architecture.activation,
+        cfg.architecture.log_std_min,
+        cfg.architecture.log_std_max,
+    )
     actor.load_state_dict(torch.load(run / "checkpoints" / "best.pt", weights_only=True)["agent"]["actor"])
     returns = evaluate(actor, make_vector_env(cfg.env, 3), [7, 8, 9], torch.device("cpu"))
-    assert (f"mean {returns.mean():.2f}  std {returns.std():.2f}  min {returns.min():.2f}  max {returns.max():.2f}"
-            in proc.stdout)
+    assert (
+        f"mean {returns.mean():.2f}  std {returns.std():.2f}  min {returns.min():.2f}  max {returns.max():.2f}"
+        in proc.stdout
+    )
 
 
 @pytest.mark.parametrize("env", ["CartPoleContinuous-v1", "Pendulum-v1"])
@@ -139,7 +145,10 @@ def bad_inputs(runs, tmp_path):
         ([garbage], "is truncated or corrupted"),
         ([tmp_path / "empty.pt"], "is truncated or corrupted"),
         ([tmp_path / "pickled.pt"], "was refused"),
-        ([no_best], "has no checkpoints/best.pt (the run stopped before its first evaluation); last.pt exists (add --last)"),
+        (
+            [no_best],
+            "has no checkpoints/best.pt (the run stopped before its first evaluation); last.pt exists (add --last)",
+        ),
         ([best, "--last"], "is already a checkpoint file"),
         ([cart, "--output", tmp_path / "x.gif"], "give a file name ending in .mp4"),
     ]
@@ -158,8 +167,10 @@ def test_an_unwritable_video_path_is_reported_before_playing(runs, tmp_path):
     code, stdout, stderr = visualize(runs["CartPoleContinuous-v1"], "--output", tmp_path / "afile" / "v.mp4")
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1 and stdout == ""
-    assert lines[0] == (f"sac-visualize: error: cannot create the video's directory {tmp_path / 'afile'}: "
-                        f"{tmp_path / 'afile'} is not a directory; choose another place with --output FILE.mp4")
+    assert lines[0] == (
+        f"sac-visualize: error: cannot create the video's directory {tmp_path / 'afile'}: "
+        f"{tmp_path / 'afile'} is not a directory; choose another place with --output FILE.mp4"
+    )
 
 
 def test_console_script_bad_input_has_no_traceback(tmp_path):
