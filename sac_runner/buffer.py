@@ -11,6 +11,16 @@ FIELDS = ("obs", "act", "rew", "next_obs", "terminated")
 
 
 class ReplayBuffer:
+    """A ring of the last `capacity` transitions (s, a, r, s', terminated) as float32 tensors on `device`,
+    sampled uniformly with its own seeded generator.
+
+    Args:
+        capacity: transitions kept; the oldest are overwritten once it is full.
+        obs_dim, act_dim: the flattened observation and action sizes.
+        device: where the storage lives and batches are sampled (cpu or cuda).
+        seed: seed of the sampling generator.
+    """
+
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0):
         self.capacity, self.device = int(capacity), torch.device(device)
         shapes = {"obs": (obs_dim,), "act": (act_dim,), "rew": (), "next_obs": (obs_dim,), "terminated": ()}

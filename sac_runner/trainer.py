@@ -128,26 +128,30 @@ class Trainer:
                     if log.last_saved is None or log.last_saved[1] != p.env_steps:
                         self.save("last.pt", resumable=True)
                     break
-        wall = time.perf_counter() - start
-        summary = {
-            "run_dir": str(self.run_dir),
-            "env_id": cfg.env.id,
-            "env_steps": p.env_steps,
-            "updates": p.updates,
-            "wall_time_s": wall,
-            "steps_per_second": (p.env_steps - start_steps) / max(wall, 1e-9),
-            "best_return": p.best_return,
-            "best_step": p.best_step,
-            "last_return": p.last_return,
-            "video": None,
-            "interrupted": None,
-        }
+        summary = self.summary(time.perf_counter() - start, p.env_steps - start_steps)
         if stop.received is not None and p.env_steps < algo.total_steps:
             summary["interrupted"] = stop.name
         elif cfg.save_video and stop.received is None:  # a signal on the last step: done, but no video
             summary["video"] = str(self.record_best_video())
         log.close()
         return summary
+
+    def summary(self, wall: float, steps: int) -> dict:
+        """What `sac-train` prints and writes to summary.json, for `steps` env steps in `wall` seconds."""
+        p = self.progress
+        return dict(
+            run_dir=str(self.run_dir),
+            env_id=self.cfg.env.id,
+            env_steps=p.env_steps,
+            updates=p.updates,
+            wall_time_s=wall,
+            steps_per_second=steps / max(wall, 1e-9),
+            best_return=p.best_return,
+            best_step=p.best_step,
+            last_return=p.last_return,
+            video=None,
+            interrupted=None,
+        )
 
     # ---------------------------------------------------------------- its steps
     def collect(self) -> None:
