@@ -110,33 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     render.write_csv(out / "report.csv", rows)
     if not args.no_plot:
         render.plot(groups, out / "report.png", args.confidence, args.resamples, args.seed, args.threshold, title)
-    render.write_markdown(
-        out / "report.md",
-        title=title,
-        used=used,
-        groups=groups,
-        common=common,
-        header=header,
-        body=body,
-        skipped=skipped,
-        confidence=args.confidence,
-        resamples=args.resamples,
-        threshold=args.threshold,
-        plot_file=None if args.no_plot else "report.png",
-    )
+    report = render.Report(title, used, groups, common, header, body, skipped)
+    plot_file = None if args.no_plot else "report.png"
+    render.write_markdown(out / "report.md", report, args.confidence, args.resamples, args.threshold, plot_file)
     written = ["report.csv", "runs.csv", "report.md"] + ([] if args.no_plot else ["report.png"])
-    print(
-        render.summary_text(
-            title=title,
-            used=used,
-            groups=groups,
-            common=common,
-            header=header,
-            body=body,
-            skipped=skipped,
-            written=[out / w for w in written],
-        )
-    )
+    print(render.summary_text(report, [out / w for w in written]))
     return 0
 
 

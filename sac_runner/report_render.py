@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from sac_runner.report_data import Group, Run
@@ -113,26 +114,32 @@ def skipped_lines(skipped: list[Run]) -> list[str]:
     return [f"  {r.path}: {r.skip_reason}" for r in skipped]
 
 
+@dataclass
+class Report:
+    """What the Markdown file and the terminal summary both show: the runs used, their groups, the table
+    (header and body rows), the overrides common to every group, and the runs skipped."""
+
+    title: str
+    used: list[Run]
+    groups: list[Group]
+    common: str
+    header: list[str]
+    body: list[list[str]]
+    skipped: list[Run]
+
+    @property
+    def headline(self) -> str:
+        return f"{self.title}: {len(self.used)} run(s) in {len(self.groups)} group(s)"
+
+
 def write_markdown(
-    path: Path,
-    *,
-    title: str,
-    used: list[Run],
-    groups: list[Group],
-    common: str,
-    header: list[str],
-    body: list[list[str]],
-    skipped: list[Run],
-    confidence: float,
-    resamples: int,
-    threshold: float | None,
-    plot_file: str | None,
+    path: Path, r: Report, confidence: float, resamples: int, threshold: float | None, plot_file: str | None
 ) -> None:
     """Write report.md: what the columns mean, the table, the skipped runs, and the plot when there is one."""
     md = [
-        f"# {title}: {len(used)} run(s) in {len(groups)} group(s)",
+        f"# {r.headline}",
         "",
-        f"Runs are grouped by their overrides except the seed. Overrides common to all groups: `{common}`.",
+        f"Runs are grouped by their overrides except the seed. Overrides common to all groups: `{r.common}`.",
         "",
         (
             f"Final: the last evaluation's mean return; best: the best one; mean over the group's runs "
@@ -149,32 +156,22 @@ def write_markdown(
             ),
             "",
         ]
-    md += [markdown_table(header, body), ""]
-    if skipped:
-        md += [f"Skipped {len(skipped)} run(s):", ""] + [f"- `{r.path}`: {r.skip_reason}" for r in skipped] + [""]
+    md += [markdown_table(r.header, r.body), ""]
+    if r.skipped:
+        md += [f"Skipped {len(r.skipped)} run(s):", ""] + [f"- `{s.path}`: {s.skip_reason}" for s in r.skipped] + [""]
     if plot_file is not None:
         md += [f"![evaluation return against environment steps]({plot_file})", ""]
     path.write_text("\n".join(md))
 
 
-def summary_text(
-    *,
-    title: str,
-    used: list[Run],
-    groups: list[Group],
-    common: str,
-    header: list[str],
-    body: list[list[str]],
-    skipped: list[Run],
-    written: list[Path],
-) -> str:
+def summary_text(r: Report, written: list[Path]) -> str:
     """What sac-report prints: the headline, the table, the skipped runs and the files written."""
     lines = [
-        f"{title}: {len(used)} run(s) in {len(groups)} group(s); common overrides: {common}",
-        text_table(header, body),
+        f"{r.headline}; common overrides: {r.common}",
+        text_table(r.header, r.body),
     ]
-    if skipped:
-        lines += [f"\nskipped {len(skipped)} run(s):", "\n".join(skipped_lines(skipped))]
+    if r.skipped:
+        lines += [f"\nskipped {len(r.skipped)} run(s):", "\n".join(skipped_lines(r.skipped))]
     lines.append(f"\nwrote {', '.join(str(w) for w in written)}")
     return "\n".join(lines)
 
