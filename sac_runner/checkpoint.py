@@ -174,9 +174,9 @@ class RunState:
             raise CheckpointError(
                 f"{source} does not fit the run's architecture or optimizers ({state_dict_mismatch(e)})"
             ) from None
-        p = self.progress
+        p, known = self.progress, {f.name for f in fields(Progress)}
         for k, v in ckpt.progress.items():
-            if k in {f.name for f in fields(Progress)}:
+            if k in known:  # keys a later version may add are left alone
                 setattr(p, k, v)
         r = ckpt.resume
         try:

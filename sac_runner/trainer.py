@@ -192,7 +192,9 @@ class Trainer:
         if stats is not None:  # a NaN spreads to every later loss, so the last step's losses tell
             losses = [(k, v) for k, v in stats.items() if k.startswith("loss/")]
             if not torch.isfinite(torch.stack([v for _, v in losses])).all():  # one check, then find which
-                name, value = first_non_finite(losses) or ("a", float("nan"))
+                bad = first_non_finite(losses)
+                assert bad is not None  # the stacked check above saw a non-finite loss
+                name, value = bad
                 raise self.logger.non_finite(name.replace("loss/", "") + " loss", value, p.env_steps, p.updates)
             self.state.stats = stats
 
