@@ -1,6 +1,7 @@
 """`sac-report`: compare runs. Reads each run's evaluation curve from its TensorBoard event files,
-groups the runs by their command-line overrides except the seed, and writes a table (terminal,
-CSV, Markdown) and a plot of evaluation return against environment steps, one line per group.
+groups the runs by environment and by their command-line overrides except the seed, and writes a table
+(terminal, CSV, Markdown) and a plot of evaluation return against environment steps, one line per group
+and one panel per environment.
 
     sac-report outputs/multirun/2026-11-25/10-00-00-000000-1234          # a sweep directory
     sac-report runA runB runC --threshold 475 --out reports/cartpole     # run directories

@@ -230,11 +230,14 @@ def report_title(runs: list[Run]) -> str:
 # ------------------------------------------------------------------------------------------ groups
 @dataclass
 class Group:
-    """Runs that share their overrides except the seed; `label` names what sets the group apart."""
+    """Runs on one environment that share their overrides except the seed. `detail` names the overrides
+    that set the group apart; `label` is the same, led by the environment when the report has several."""
 
     key: tuple[str, ...]
     runs: list[Run]
+    env_id: str | None = None
     label: str = ""
+    detail: str = ""
 
 
 def _short(override: str) -> str:
@@ -250,16 +253,30 @@ def _short(override: str) -> str:
 
 
 def make_groups(runs: list[Run]) -> list[Group]:
-    """Runs with the same overrides (except the seed) form one group, in order of first appearance.
-    A group's label shows only the overrides that differ between groups."""
+    """Runs on the same environment with the same overrides (except the seed) form one group, in order of
+    first appearance, each environment's groups together. A group's label shows only the overrides that
+    differ between groups; with several environments (a sweep over env=...) it starts with the environment,
+    and `env=<that id>` is left out."""
     groups: dict[tuple, Group] = {}
     for r in runs:
-        groups.setdefault(r.group_key, Group(r.group_key, [])).runs.append(r)
-    out = list(groups.values())
+        groups.setdefault((r.env_id, r.group_key), Group(r.group_key, [], r.env_id)).runs.append(r)
+    order = {env: i for i, env in reversed(list(enumerate(r.env_id for r in runs)))}
+    out = sorted(groups.values(), key=lambda g: order[g.env_id])  # each environment's groups together
     common = common_overrides(out)
+    several = len(order) > 1
     for g in out:
-        g.label = " ".join(_short(o) for o in g.key if o not in common) or "(all runs)"
+        own = [_short(o) for o in g.key if o not in common and not (several and o == f"env={g.env_id}")]
+        g.detail = " ".join(own)
+        if several:
+            g.label = " ".join([g.env_id or "unknown env", *own])
+        else:
+            g.label = g.detail or "(all runs)"
     return out
+
+
+def env_ids(groups: list[Group]) -> list[str | None]:
+    """The groups' environments, in order of first appearance."""
+    return list(dict.fromkeys(g.env_id for g in groups))
 
 
 def common_overrides(groups: list[Group]) -> list[str]:

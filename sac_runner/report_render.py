@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sac_runner.report_data import Group, Run
+from sac_runner.report_data import Group, Run, env_ids
 from sac_runner.report_stats import group_curve
 
 
@@ -179,43 +179,55 @@ def summary_text(r: Report, written: list[Path]) -> str:
 def plot(
     groups: list[Group], path: Path, confidence: float, n_resamples: int, seed: int, threshold: float | None, title: str
 ) -> int:
-    """Draw one line per group with its shaded confidence band; return the number of group lines.
-    The PNG's Description text chunk records them ("<n> groups: label; label; ...")."""
+    """Draw one line per group with its shaded confidence band, in one panel per environment (a sweep over
+    env=... gets a grid of panels); return the number of group lines. The PNG's Description text chunk
+    records them ("<n> groups: label; label; ..."), its Comment chunk the panels ("panels: env; env")."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    envs = env_ids(groups)
+    n = len(envs)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    size = (9, 5.5) if n == 1 else (5.2 * cols, 4.2 * rows + 0.6)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    band = f"mean over seeds, {confidence * 100:g}% bootstrap CI shaded"
     drawn = []
-    for i, g in enumerate(groups):
-        steps, mean, lo, hi = group_curve(g, confidence, n_resamples, seed)
-        c = colors(i % colors.N)
-        label = g.label if len(g.label) <= 70 else g.label[:67] + "..."
-        ax.plot(
-            steps,
-            mean,
-            color=c,
-            lw=1.8,
-            marker="o" if steps.size < 3 else None,
-            ms=3,
-            label=f"{label} (n={len(g.runs)})",
-        )
-        ax.fill_between(steps, lo, hi, color=c, alpha=0.2, lw=0)
-        drawn.append(g.label)
-    if threshold is not None:
-        ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:g}")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return (mean over episodes)")
-    ax.set_title(f"{title}: mean over seeds, {confidence * 100:g}% bootstrap CI shaded")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7 if len(groups) > 6 else 9, loc="best")
+    for ax, env in zip(axes.flat, envs):
+        panel = [g for g in groups if g.env_id == env]
+        for i, g in enumerate(panel):
+            steps, mean, lo, hi = group_curve(g, confidence, n_resamples, seed)
+            c = colors(i % colors.N)
+            text = g.label if n == 1 else (g.detail or "all runs")
+            text = text if len(text) <= 70 else text[:67] + "..."
+            marker = "o" if steps.size < 3 else None
+            ax.plot(steps, mean, color=c, lw=1.8, marker=marker, ms=3, label=f"{text} (n={len(g.runs)})")
+            ax.fill_between(steps, lo, hi, color=c, alpha=0.2, lw=0)
+            drawn.append(g.label)
+        if threshold is not None:
+            ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:g}")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return (mean over episodes)")
+        ax.set_title(f"{title}: {band}" if n == 1 else str(env or "unknown env"))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7 if len(panel) > 6 or n > 1 else 9, loc="best")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    if n > 1:
+        fig.suptitle(band)
     fig.tight_layout()
     fig.savefig(
         path,
-        dpi=120,
-        metadata={"Title": title, "Software": "sac-report", "Description": f"{len(drawn)} groups: " + "; ".join(drawn)},
+        dpi=120 if n == 1 else 100,
+        metadata={
+            "Title": title,
+            "Software": "sac-report",
+            "Description": f"{len(drawn)} groups: " + "; ".join(drawn),
+            "Comment": "panels: " + "; ".join(str(e) for e in envs),
+        },
     )
     plt.close(fig)
     return len(drawn)

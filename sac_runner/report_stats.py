@@ -44,6 +44,7 @@ def group_stats(group: Group, threshold: float | None, confidence: float, n_resa
     best_ci = bootstrap_ci(bests, confidence, n_resamples, seed)
     row = {
         "group": group.label,
+        "env": group.env_id or "",
         "overrides": " ".join(group.key),
         "runs": len(runs),
         "seeds": " ".join(str(r.seed) for r in runs),
@@ -81,6 +82,9 @@ def group_curve(group: Group, confidence: float, n_resamples: int, seed: int):
 
 
 def sort_groups(groups: list[Group], rows: list[dict], by: str) -> tuple[list[Group], list[dict]]:
-    """Groups and their rows ordered by the mean `by` return ('final' or 'best'), highest first, stable."""
-    order = sorted(range(len(rows)), key=lambda i: -rows[i][f"{by}_mean"])
+    """Groups and their rows ordered by the mean `by` return ('final' or 'best'), highest first, stable;
+    returns of different environments are not comparable, so each environment's groups are sorted
+    among themselves and the environments keep their order."""
+    first = {env: i for i, env in reversed(list(enumerate(g.env_id for g in groups)))}
+    order = sorted(range(len(rows)), key=lambda i: (first[groups[i].env_id], -rows[i][f"{by}_mean"]))
     return [groups[i] for i in order], [rows[i] for i in order]

@@ -213,3 +213,59 @@ def test_a_failed_job_resumed_afterwards_counts(tmp_path):
     assert r.skip_reason is None and r.complete
     os.utime(run / "failed.json", (written + 10, written + 10))
     assert report_data.load_run(run).skip_reason == "failed: Interrupted: stopped by signal 15"
+
+
+@pytest.fixture
+def env_sweep(tmp_path):
+    """A sweep over env presets and seeds (sac-train -m env=Pendulum-v1,Hopper-v5 seed=0,1,2), plus a group on
+    Pendulum-v1 with another tau."""
+    d = tmp_path / "envs"
+    job = 0
+    for env, returns in (("Pendulum-v1", [-1000.0, -300.0, -150.0]), ("Hopper-v5", [200.0, 900.0, 2000.0])):
+        for seed in range(3):
+            make_run(d / str(job), [f"env={env}"], seed, [r + 10 * seed for r in returns], env_id=env)
+            job += 1
+    for seed in range(2):
+        make_run(d / str(job), ["env=Pendulum-v1", "algorithm.tau=0.02"], seed, [-900.0, -500.0, -100.0])
+        job += 1
+    return d
+
+
+def test_a_sweep_over_environments_gets_one_group_and_one_panel_each(env_sweep, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert report.main([str(env_sweep), "--out", str(out), "--resamples", "500"]) == 0
+    rows = read_csv(out / "report.csv")
+    assert [(r["env"], r["group"], r["runs"]) for r in rows] == [  # each environment's groups together
+        ("Pendulum-v1", "Pendulum-v1", "3"),
+        ("Pendulum-v1", "Pendulum-v1 algorithm.tau=0.02", "2"),
+        ("Hopper-v5", "Hopper-v5", "3"),
+    ]
+    assert float(rows[2]["final_mean"]) == pytest.approx(2010.0)
+    assert "| Hopper-v5 | 3 | 0 1 2 |" in (out / "report.md").read_text()
+    assert capsys.readouterr().out.startswith("Hopper-v5, Pendulum-v1: 8 run(s) in 3 group(s)")
+
+    from PIL import Image
+
+    with Image.open(out / "report.png") as png:
+        assert png.text["Comment"] == "panels: Pendulum-v1; Hopper-v5"
+        assert png.text["Description"] == "3 groups: Pendulum-v1; Pendulum-v1 algorithm.tau=0.02; Hopper-v5"
+        assert png.size[0] > png.size[1]  # two panels side by side
+
+    # --sort orders the groups within each environment; returns of different tasks are not compared
+    assert report.main([str(env_sweep), "--out", str(out), "--no-plot", "--sort", "final"]) == 0
+    assert [r["group"] for r in read_csv(out / "report.csv")] == [
+        "Pendulum-v1 algorithm.tau=0.02",  # final -100, above the other Pendulum-v1 group's -140
+        "Pendulum-v1",
+        "Hopper-v5",
+    ]
+
+
+def test_runs_of_two_environments_with_the_same_overrides_are_not_mixed(tmp_path):
+    """Run directories of separate single-env sweeps carry no env= override: the config's env.id tells them apart."""
+    a = make_run(tmp_path / "a" / "0", ["algorithm.tau=0.01"], 0, [1.0, 2.0], env_id="Pendulum-v1")
+    b = make_run(tmp_path / "b" / "0", ["algorithm.tau=0.01"], 0, [3.0, 4.0], env_id="Reacher-v5")
+    groups = report_data.make_groups([report_data.load_run(a), report_data.load_run(b)])
+    assert [(g.env_id, g.label, g.detail) for g in groups] == [
+        ("Pendulum-v1", "Pendulum-v1", ""),
+        ("Reacher-v5", "Reacher-v5", ""),
+    ]
