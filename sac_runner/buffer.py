@@ -14,6 +14,10 @@ class ReplayBuffer:
     """A ring of the last `capacity` transitions (s, a, r, s', terminated) as float32 tensors on `device`,
     sampled uniformly with its own seeded generator.
 
+    A transition is one row of a single (capacity, 2 obs_dim + act_dim + 2) tensor, and `data` holds a
+    view of its columns per field: a batch is one gather of rows instead of one per field, and on a
+    GPU an environment step is one host-to-device copy.
+
     Args:
         capacity: transitions kept; the oldest are overwritten once it is full.
         obs_dim, act_dim: the flattened observation and action sizes.
@@ -23,13 +27,17 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0):
         self.capacity, self.device = int(capacity), torch.device(device)
-        shapes = {"obs": (obs_dim,), "act": (act_dim,), "rew": (), "next_obs": (obs_dim,), "terminated": ()}
-        self.data = {
-            k: torch.zeros((self.capacity, *s), dtype=torch.float32, device=self.device) for k, s in shapes.items()
-        }
-        # on the CPU, writes go through NumPy views of the same memory: a few rows per environment step
+        widths = {"obs": obs_dim, "act": act_dim, "rew": 1, "next_obs": obs_dim, "terminated": 1}
+        self.width = sum(widths.values())
+        self.storage = torch.zeros((self.capacity, self.width), dtype=torch.float32, device=self.device)
+        self.columns, start = {}, 0
+        for k, w in widths.items():  # rew and terminated are single columns, (capacity,) views
+            self.columns[k] = slice(start, start + w) if k in ("obs", "act", "next_obs") else start
+            start += w
+        self.data = {k: self.storage[:, c] for k, c in self.columns.items()}
+        # on the CPU, writes go through a NumPy view of the same memory: a few rows per environment step
         # cost a fraction of torch's indexing overhead
-        self._views = {k: v.numpy() for k, v in self.data.items()} if self.device.type == "cpu" else None
+        self._view = self.storage.numpy() if self.device.type == "cpu" else None
         self.pos = 0  # next slot to write
         self.size = 0  # number of valid slots
         self.generator = torch.Generator(device=self.device)
@@ -40,24 +48,21 @@ class ReplayBuffer:
 
     def add(self, obs, act, rew, next_obs, terminated) -> None:
         """Store a batch of n transitions (one per sub-environment), overwriting the oldest when full."""
-        values = dict(obs=obs, act=act, rew=rew, next_obs=next_obs, terminated=terminated)
         n = len(obs)
         if n > self.capacity:
             raise ValueError(f"cannot add {n} transitions to a buffer of capacity {self.capacity}")
-        if self._views is not None:
-            rows = (
-                slice(self.pos, self.pos + n)
-                if self.pos + n <= self.capacity
-                else (self.pos + np.arange(n)) % self.capacity
-            )
-            for k, v in values.items():
-                view = self._views[k]
-                view[rows] = np.asarray(v, dtype=np.float32).reshape(n, *view.shape[1:])
+        fields = (obs, act, rew, next_obs, terminated)  # in FIELDS order, the columns' order
+        rows = np.concatenate([np.asarray(v, dtype=np.float32).reshape(n, -1) for v in fields], axis=1)
+        if self.pos + n <= self.capacity:
+            where: slice | np.ndarray = slice(self.pos, self.pos + n)
         else:
-            idx = ((self.pos + torch.arange(n)) % self.capacity).to(self.device)
-            for k, v in values.items():
-                t = torch.as_tensor(np.asarray(v, dtype=np.float32)).to(self.device, non_blocking=True)
-                self.data[k].index_copy_(0, idx, t.reshape(n, *self.data[k].shape[1:]))
+            where = (self.pos + np.arange(n)) % self.capacity
+        if self._view is not None:
+            self._view[where] = rows
+        elif isinstance(where, slice):
+            self.storage[where] = torch.from_numpy(rows).to(self.device, non_blocking=True)
+        else:
+            self.storage.index_copy_(0, torch.from_numpy(where).to(self.device), torch.from_numpy(rows).to(self.device))
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -65,13 +70,15 @@ class ReplayBuffer:
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
-        return Batch(*(self.data[k][idx] for k in FIELDS))
+        rows = self.storage[idx]
+        return Batch(*(rows[:, self.columns[k]] for k in FIELDS))
 
     # --- persistence (the trainer decides whether the contents are saved) ---
     def state_dict(self, with_data: bool = True) -> dict:
         state = {"pos": self.pos, "size": self.size, "capacity": self.capacity, "generator": self.generator.get_state()}
         if with_data:
-            state["data"] = {k: v[: self.size].cpu() for k, v in self.data.items()}
+            # copies: a view would make torch.save write the whole storage, unused rows included
+            state["data"] = {k: v[: self.size].to("cpu", copy=True) for k, v in self.data.items()}
         return state
 
     def load_state_dict(self, state: dict) -> None:

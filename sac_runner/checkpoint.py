@@ -1,7 +1,7 @@
 """The run's state and its checkpoint format: what a run carries from step to step, how it is written
 (atomically) and the single read path that training, resume and sac-visualize all use.
 
-A checkpoint file (checkpoints/best.pt, checkpoints/last.pt) holds, in format 2:
+A checkpoint file (checkpoints/best.pt, checkpoints/last.pt) holds, in format 3:
 
     format         FORMAT_VERSION
     env_id         the Gymnasium id, and obs_dim / act_dim: the flattened sizes the networks were built for
@@ -12,7 +12,8 @@ A checkpoint file (checkpoints/best.pt, checkpoints/last.pt) holds, in format 2:
                    observation and episode counters
 
 Everything is tensors and plain containers, read back with torch.load(weights_only=True). Format 1
-(before the agent's entries were grouped under `agent`) is migrated when read.
+(before the agent's entries were grouped under `agent`) is migrated when read; format 2 kept one optimizer
+state per network, by name, which SAC.load_state_dict regroups into the optimizers of format 3 (a list).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from omegaconf import OmegaConf
 
 from sac_runner.envs import get_env_states, set_env_states
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 AGENT_KEYS = ("actor", "critic", "target_critic", "log_alpha", "optimizers")
 
 
@@ -230,7 +231,7 @@ class Checkpoint:
             )
         if fmt == 1 and all(k in d for k in AGENT_KEYS):  # format 1: the agent's entries at the top level
             d = {**{k: v for k, v in d.items() if k not in AGENT_KEYS}, "agent": {k: d[k] for k in AGENT_KEYS}}
-        elif fmt != FORMAT_VERSION:
+        elif fmt not in (2, FORMAT_VERSION):
             raise CheckpointError(f"{path} is not a sac_runner checkpoint (no checkpoint format found)")
         missing = [f.name for f in fields(cls) if f.name != "resume" and f.name not in d]
         if missing or not isinstance(d["agent"], dict) or "actor" not in d["agent"]:

@@ -82,7 +82,9 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        if detach_params:  # gradients reach x but not this layer's parameters
+            return torch.baddbmm(self.bias.detach(), x, self.weight.detach())
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -99,6 +101,10 @@ class CriticEnsemble(nn.Module):
         layers.append(EnsembleLinear(n, dims[-1], 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """Q_i(s, a) for every member, (n, B). With `detach_params`, gradients flow to the inputs only."""
         x = torch.cat([obs, act], dim=-1)  # (B, obs_dim + act_dim), the same input for every member
-        return self.net(x.expand(self.n, *x.shape)).squeeze(-1)
+        x = x.expand(self.n, *x.shape)
+        for layer in self.net:
+            x = layer(x, detach_params) if isinstance(layer, EnsembleLinear) else layer(x)
+        return x.squeeze(-1)

@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 
 class Batch(NamedTuple):
@@ -34,15 +33,11 @@ def critic_loss(actor, critic, target_critic, batch: Batch, alpha: torch.Tensor,
     return loss, q.detach()
 
 
-def detached_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach() for name, p in module.named_parameters()}
-
-
 def actor_loss(actor, critic, obs: torch.Tensor, alpha: torch.Tensor):
     """J_pi = E_s[alpha log pi(a|s) - min_i Q_i(s, a)],  a = tanh(mu + sigma * eps) (reparameterised).
-    The critic is called with detached parameters, so this loss puts no gradient on it."""
+    The critic is evaluated with detached parameters, so this loss puts no gradient on it."""
     act, logp = actor.sample(obs)
-    q = functional_call(critic, detached_parameters(critic), (obs, act)).min(dim=0).values
+    q = critic(obs, act, detach_params=True).min(dim=0).values
     return (alpha * logp - q).mean(), logp.detach()
 
 
@@ -57,6 +52,18 @@ def polyak_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: f
     torch._foreach_lerp_(target, online, tau)
 
 
+def merge_optimizer_states(states: list[dict]) -> dict:
+    """One optimizer's state_dict from those of optimizers over consecutive parameter groups."""
+    merged: dict = {"state": {}, "param_groups": []}
+    offset = 0
+    for st in states:
+        merged["state"].update({offset + int(i): v for i, v in st["state"].items()})
+        for group in st["param_groups"]:
+            merged["param_groups"].append({**group, "params": [offset + int(i) for i in group["params"]]})
+        offset += sum(len(g["params"]) for g in st["param_groups"])
+    return merged
+
+
 class SAC(nn.Module):
     """Actor, critic ensemble, target critics, log alpha and their optimizers; `update` is one gradient step.
 
@@ -64,7 +71,8 @@ class SAC(nn.Module):
         actor: a SquashedGaussianActor (its `sample` gives reparameterised actions and log-probabilities).
         critic: a CriticEnsemble, Q_1..Q_n in one module; target_critic: its copy, updated by Polyak averaging.
         log_alpha: the initial log entropy coefficient (a scalar tensor).
-        optimizers: (actor, critic, alpha) optimizers; alpha's is None when alpha is fixed.
+        optimizers: the optimizers over `param_groups()` (one holding all three groups, or one each); they step
+            after each update's single backward pass.
         gamma: discount; tau: Polyak factor; target_entropy: Hbar, the entropy alpha steers towards.
         learn_alpha: tune alpha (entropy_mode=auto) or keep it fixed.
         max_grad_norm: clip each network's gradient norm to this value (None: no clipping).
@@ -76,7 +84,7 @@ class SAC(nn.Module):
         critic,
         target_critic,
         log_alpha,
-        optimizers,
+        optimizers=(),
         *,
         gamma,
         tau,
@@ -88,12 +96,13 @@ class SAC(nn.Module):
         self.actor, self.critic, self.target_critic = actor, critic, target_critic
         self.target_critic.requires_grad_(False)
         self.log_alpha = nn.Parameter(log_alpha, requires_grad=learn_alpha)
-        self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer = optimizers
+        self.optimizers: list[torch.optim.Optimizer] = list(optimizers)
         self.gamma, self.tau, self.target_entropy = gamma, tau, target_entropy
         self.learn_alpha, self.max_grad_norm = learn_alpha, max_grad_norm
         # parameter lists looked up once: walking the module tree on every update is measurable on CPU
         self._actor_params, self._critic_params = list(actor.parameters()), list(critic.parameters())
         self._target_params = list(target_critic.parameters())
+        self._losses = self.losses  # replaced by its compiled version by compile()
 
     def state_dict(self) -> dict:  # type: ignore[override]
         """Everything an update changes: networks, target, log alpha and the optimizers' states."""
@@ -102,7 +111,7 @@ class SAC(nn.Module):
             "critic": self.critic.state_dict(),
             "target_critic": self.target_critic.state_dict(),
             "log_alpha": self.log_alpha.detach().cpu().clone(),
-            "optimizers": {name: None if opt is None else opt.state_dict() for name, opt in self._optimizers()},
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
         }
 
     def load_state_dict(self, state: dict) -> None:  # type: ignore[override]
@@ -113,32 +122,40 @@ class SAC(nn.Module):
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"].to(self.log_alpha.device))
         saved = state["optimizers"]
-        for name, opt in self._optimizers():
-            if opt is not None and saved.get(name) is not None:
-                opt.load_state_dict(saved[name])
+        if isinstance(saved, dict):  # checkpoint format <= 2: one optimizer state per network, by name
+            saved = [merge_optimizer_states([saved[name] for name in self._optimized_by(opt)]) for opt in self.optimizers]
+        if len(saved) != len(self.optimizers):
+            raise ValueError(f"{len(saved)} saved optimizer states for {len(self.optimizers)} optimizers")
+        for opt, opt_state in zip(self.optimizers, saved):
+            opt.load_state_dict(opt_state)
 
-    def _optimizers(self):
-        return (("actor", self.actor_optimizer), ("critic", self.critic_optimizer), ("alpha", self.alpha_optimizer))
+    def _optimized_by(self, opt: torch.optim.Optimizer) -> list[str]:
+        """The names (param_groups()) of the networks `opt` trains, in its group order."""
+        first = {id(params[0]): name for name, params in self.param_groups().items()}
+        return [first[id(group["params"][0])] for group in opt.param_groups]
+
+    def param_groups(self) -> dict[str, list[torch.Tensor]]:
+        """The parameters each loss trains, by name: critic, actor, and alpha (when it is learned)."""
+        groups = {"critic": self._critic_params, "actor": self._actor_params}
+        if self.learn_alpha:
+            groups["alpha"] = [self.log_alpha]
+        return groups
 
     @property
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
-    def _step(self, optimizer, loss, params):
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-        optimizer.step()
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The sum of the three losses on `batch`, all from the current parameters, and the step's statistics.
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        Each loss puts gradient on its own parameters only (the target carries none, the actor's loss
+        reaches the critic through detached parameters, alpha's loss sees log pi detached), so one
+        backward pass of the sum gives every network exactly its own loss's gradient.
+        """
         alpha = self.alpha
         q_loss, q = critic_loss(self.actor, self.critic, self.target_critic, batch, alpha, self.gamma)
-        self._step(self.critic_optimizer, q_loss, self._critic_params)
-
         pi_loss, logp = actor_loss(self.actor, self.critic, batch.obs, alpha)
-        self._step(self.actor_optimizer, pi_loss, self._actor_params)
-
+        total = q_loss + pi_loss
         stats = {
             "loss/critic": q_loss.detach(),
             "loss/actor": pi_loss.detach(),
@@ -150,8 +167,25 @@ class SAC(nn.Module):
         }
         if self.learn_alpha:
             a_loss = alpha_loss(self.log_alpha, logp, self.target_entropy)
-            self._step(self.alpha_optimizer, a_loss, [self.log_alpha])
+            total = total + a_loss
             stats["loss/alpha"] = a_loss.detach()
+        return total, stats
 
+    def compile(self, mode: str | None = None) -> None:  # type: ignore[override]
+        """Run `losses` (forward and backward) through torch.compile from now on; mode "reduce-overhead"
+        also captures them as CUDA graphs on a GPU. The optimizer step stays eager (fused kernels)."""
+        self._losses = torch.compile(self.losses, mode=mode)
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step of critic, actor and alpha on `batch` (see `losses`), then the target update."""
+        total, stats = self._losses(batch)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        total.backward()
+        if self.max_grad_norm is not None:
+            for params in self.param_groups().values():
+                torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        for opt in self.optimizers:
+            opt.step()
         polyak_update(self._target_params, self._critic_params, self.tau)
         return stats

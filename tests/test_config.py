@@ -187,14 +187,15 @@ def test_legacy_classname_configs_validate_and_build_the_same_optimizers():
         assert old[name] == new[name]
         assert list(old[name])[:2] == ["_target_", "_partial_"]
     built_old, built_new = (make_agent(c, 3, 1, torch.device("cpu")) for c in (old, new))
-    for attr in ("actor_optimizer", "critic_optimizer", "alpha_optimizer"):
-        a, b = getattr(built_old, attr), getattr(built_new, attr)
+    assert len(built_old.optimizers) == len(built_new.optimizers) == 3  # AdamW and Adam cannot share one
+    for a, b in zip(built_old.optimizers, built_new.optimizers):
         assert type(a) is type(b)
         assert a.defaults == b.defaults
-    assert type(built_old.critic_optimizer) is torch.optim.AdamW
-    assert built_old.critic_optimizer.defaults["lr"] == pytest.approx(1e-3)
-    assert built_old.critic_optimizer.defaults["weight_decay"] == pytest.approx(0.05)
-    assert type(built_old.actor_optimizer) is torch.optim.Adam
+    critic_opt, actor_opt, _ = built_old.optimizers  # in param_groups() order: critic, actor, alpha
+    assert type(critic_opt) is torch.optim.AdamW
+    assert critic_opt.defaults["lr"] == pytest.approx(1e-3)
+    assert critic_opt.defaults["weight_decay"] == pytest.approx(0.05)
+    assert type(actor_opt) is torch.optim.Adam
     assert migrate_legacy(new) == new  # a current config is left as it is
 
 
@@ -235,6 +236,21 @@ def test_fused_where_the_config_leaves_it_open(overrides, cls, fused):
     assert type(opt) is cls
     assert opt.defaults.get("fused") == fused
     assert opt.defaults["lr"] == pytest.approx(2e-3)  # CartPoleContinuous-v1's preset
+
+
+def test_optimizers_of_one_class_become_one_optimizer_with_each_networks_own_options():
+    cfg = validate(make_cfg("env=Pendulum-v1", "actor_optimizer.lr=0.01", "+critic_optimizer.weight_decay=0.1"))
+    agent = make_agent(cfg, 3, 1, torch.device("cpu"))
+    (opt,) = agent.optimizers
+    assert type(opt) is torch.optim.Adam and opt.defaults["fused"] is True
+    critic, actor, alpha = opt.param_groups
+    assert [critic["lr"], actor["lr"], alpha["lr"]] == pytest.approx([1e-3, 0.01, 1e-3])
+    assert [critic["weight_decay"], actor["weight_decay"], alpha["weight_decay"]] == [0.1, 0, 0]
+    assert critic["params"] == list(agent.critic.parameters()) and alpha["params"] == [agent.log_alpha]
+    fixed = make_agent(validate(make_cfg("algorithm.entropy_mode=fixed")), 3, 1, torch.device("cpu"))
+    assert len(fixed.optimizers[0].param_groups) == 2  # no group for a fixed alpha
+    mixed = make_agent(validate(make_cfg("+actor_optimizer.fused=false")), 3, 1, torch.device("cpu"))
+    assert [o.defaults["fused"] for o in mixed.optimizers] == [True, False, True]  # global options differ
 
 
 def test_bad_optimizer_target_fails_before_anything_is_built(capfd):

@@ -33,8 +33,9 @@ class TableCritic(torch.nn.Module):
         super().__init__()
         self.q = torch.nn.Parameter(torch.tensor(q))
 
-    def forward(self, obs, act):
-        return self.q[:, None] * (1.0 + obs[:, 0] + act[:, 0])[None, :]
+    def forward(self, obs, act, detach_params=False):
+        q = self.q.detach() if detach_params else self.q
+        return q[:, None] * (1.0 + obs[:, 0] + act[:, 0])[None, :]
 
 
 def test_squashed_log_prob_matches_torch_transformed_distribution():
@@ -125,24 +126,18 @@ def test_actor_and_alpha_loss_hand_computed():
     assert log_alpha.grad.item() > 0
 
 
-def make_agent(learn_alpha=True):
+def make_agent(learn_alpha=True, optimizer=torch.optim.SGD, grouped=False, **opt_kwargs):
+    """A small agent whose optimizers (lr 0.1 unless given) are one per network, or one with a group each."""
     torch.manual_seed(0)
     actor, critic = SquashedGaussianActor(3, 2, [16, 16]), CriticEnsemble(3, 2, [16, 16])
     target = copy.deepcopy(critic)
-    opts = (torch.optim.SGD(actor.parameters(), lr=0.1), torch.optim.SGD(critic.parameters(), lr=0.1), None)
-    agent = SAC(
-        actor,
-        critic,
-        target,
-        torch.tensor(0.0),
-        opts,
-        gamma=0.99,
-        tau=0.1,
-        target_entropy=-2.0,
-        learn_alpha=learn_alpha,
-    )
-    if learn_alpha:
-        agent.alpha_optimizer = torch.optim.SGD([agent.log_alpha], lr=0.1)
+    agent = SAC(actor, critic, target, torch.tensor(0.0), gamma=0.99, tau=0.1, target_entropy=-2.0, learn_alpha=learn_alpha)
+    opt_kwargs.setdefault("lr", 0.1)
+    groups = agent.param_groups()
+    if grouped:
+        agent.optimizers = [optimizer([{"params": p} for p in groups.values()], **opt_kwargs)]
+    else:
+        agent.optimizers = [optimizer(p, **opt_kwargs) for p in groups.values()]
     return agent
 
 
@@ -183,6 +178,25 @@ def test_gradients_land_only_where_they_should():
     assert all(g is None for g in grads(agent.actor) + grads(agent.critic) + grads(agent.target_critic))
 
 
+def test_one_backward_of_the_summed_losses_gives_each_network_its_own_losss_gradient():
+    """What SAC.update relies on: the sum's gradient equals each loss's gradient taken alone."""
+    agent, b = make_agent(), batch()
+    alone = {}
+    for name, params in agent.param_groups().items():
+        torch.manual_seed(3)
+        q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.alpha, agent.gamma)
+        pi_loss, logp = actor_loss(agent.actor, agent.critic, b.obs, agent.alpha)
+        own = {"critic": q_loss, "actor": pi_loss, "alpha": alpha_loss(agent.log_alpha, logp, agent.target_entropy)}
+        alone[name] = torch.autograd.grad(own[name], params)
+    torch.manual_seed(3)
+    q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.alpha, agent.gamma)
+    pi_loss, logp = actor_loss(agent.actor, agent.critic, b.obs, agent.alpha)
+    total = q_loss + pi_loss + alpha_loss(agent.log_alpha, logp, agent.target_entropy)
+    for name, params in agent.param_groups().items():
+        for g_sum, g_alone in zip(torch.autograd.grad(total, params, retain_graph=True), alone[name]):
+            torch.testing.assert_close(g_sum, g_alone, rtol=1e-6, atol=1e-7)
+
+
 def test_update_changes_online_networks_and_moves_targets_by_polyak():
     agent = make_agent()
     before = copy.deepcopy(agent.state_dict())
@@ -217,11 +231,7 @@ def test_state_dict_round_trip_continues_identically():
     """Networks, target, log alpha and all three optimizers' moments come back: the next update matches."""
 
     def adam_agent():
-        agent = make_agent()
-        agent.actor_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=1e-2)
-        agent.critic_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=1e-2)
-        agent.alpha_optimizer = torch.optim.Adam([agent.log_alpha], lr=1e-2)
-        return agent
+        return make_agent(optimizer=torch.optim.Adam, lr=1e-2)
 
     a = adam_agent()
     for _ in range(3):
@@ -235,8 +245,37 @@ def test_state_dict_round_trip_continues_identically():
     b.update(data)
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(pa, pb), name
-    for name, opt in (("actor", b.actor_optimizer), ("critic", b.critic_optimizer), ("alpha", b.alpha_optimizer)):
+    for name, opt in zip(b.param_groups(), b.optimizers):
         assert opt.state_dict()["state"], f"{name} optimizer state was not restored"
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_one_grouped_optimizer_updates_exactly_as_one_optimizer_per_network(fused):
+    separate = make_agent(optimizer=torch.optim.Adam, lr=1e-2, fused=fused)
+    grouped = make_agent(optimizer=torch.optim.Adam, grouped=True, lr=1e-2, fused=fused)
+    for _ in range(3):
+        data = batch()
+        for agent in (separate, grouped):
+            torch.manual_seed(5)
+            agent.update(data)
+    for (name, pa), pb in zip(separate.named_parameters(), grouped.parameters()):
+        assert torch.equal(pa, pb), name
+
+
+def test_per_network_optimizer_states_of_checkpoint_format_2_load_into_one_grouped_optimizer():
+    old = make_agent(optimizer=torch.optim.Adam, lr=1e-2)
+    for _ in range(2):
+        old.update(batch())
+    state = copy.deepcopy(old.state_dict())
+    state["optimizers"] = dict(zip(old.param_groups(), state["optimizers"]))  # format 2: by network name
+    new = make_agent(optimizer=torch.optim.Adam, grouped=True, lr=1e-2)
+    new.load_state_dict(state)
+    data = batch()
+    for agent in (old, new):
+        torch.manual_seed(9)
+        agent.update(data)
+    for (name, pa), pb in zip(old.named_parameters(), new.parameters()):
+        assert torch.equal(pa, pb), name
 
 
 def test_gradient_clipping_bounds_the_norm():
