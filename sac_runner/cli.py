@@ -62,7 +62,7 @@ def run(cfg: DictConfig) -> float:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     validate(cfg)
     with open_dict(cfg):
-        cfg.threads = sweep.resolve_threads(cfg.threads)  # "auto": this job's share of the cores
+        cfg.threads = sweep.job_threads(cfg)  # "auto": 1 for small networks, else this job's share of the cores
     sweep.limit_threads(cfg.threads)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,8 @@ def validate(cfg: DictConfig) -> DictConfig:
             raise ConfigError("device='cuda' but no CUDA device is available; use device=cpu or device=auto")
         if _get(cfg, "threads") != "auto":
             _int(cfg, "threads", 1, "1 (or threads=auto)")
+        if _get(cfg, "compile") is not None:  # None: a run config from before the key existed
+            _choice(cfg, "compile", [False, True])
         _choice(cfg, "objective.metric", list(OBJECTIVES))
         _int(cfg, "objective.last", 1, 3)
 

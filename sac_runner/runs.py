@@ -30,6 +30,7 @@ RESUME_OVERRIDABLE = (
     "save_video",
     "device",
     "threads",
+    "compile",
 )
 
 

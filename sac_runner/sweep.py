@@ -84,11 +84,27 @@ def parallel_jobs() -> int:
     return max(1, min(n, cores))
 
 
-def resolve_threads(value) -> int:
-    """`threads` as a number: an integer as given, or for "auto" this job's share of the cores."""
+# below this width a gradient step is bound by per-operation overhead, and a second thread only adds
+# synchronisation: measured with scripts/gemm_ceiling.py on 2 cores (README, "Threads"), 64-64 networks
+# gained nothing from 2 threads, 256-256 ones took 30% less time per update
+MIN_WIDTH_FOR_THREADS = 256
+
+
+def resolve_threads(value, widest_layer: int = MIN_WIDTH_FOR_THREADS) -> int:
+    """`threads` as a number: an integer as given; for "auto", 1 for networks narrower than
+    MIN_WIDTH_FOR_THREADS, else this job's share of the cores (all of them for a lone run)."""
     if isinstance(value, str) and value == "auto":
+        if widest_layer < MIN_WIDTH_FOR_THREADS:
+            return 1
         return max(1, available_cores() // parallel_jobs())
     return int(value)
+
+
+def job_threads(cfg) -> int:
+    """The run's `threads`, resolved for its networks (see resolve_threads)."""
+    arch = cfg.architecture
+    widest = max([*arch.actor_hidden_sizes, *arch.critic_hidden_sizes, 1])
+    return resolve_threads(cfg.threads, widest)
 
 
 def limit_threads(n: int) -> None:

@@ -23,6 +23,7 @@ from sac_runner.envs import ActionScaler, flat_size, make_vector_env, transition
 from sac_runner.evaluation import evaluate, policy_action, record_video
 from sac_runner.logger import RunLogger, TrainingError, first_non_finite
 from sac_runner.signals import StopSignals
+from sac_runner.sweep import job_threads
 
 __all__ = ["Evaluation", "Hook", "Trainer", "TrainingError"]
 
@@ -72,7 +73,7 @@ class Trainer:
         self.algo = SimpleNamespace(**cast(dict, OmegaConf.to_container(cfg.algorithm, resolve=True)))
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.device)
-        torch.set_num_threads(int(cfg.threads))
+        torch.set_num_threads(job_threads(cfg))
         seed_everything(int(cfg.seed))
         self.envs = make_vector_env(cfg.env, self.algo.n_envs)
         self.eval_envs = make_vector_env(cfg.env, self.algo.nb_evals)
@@ -80,6 +81,8 @@ class Trainer:
         self.act_dim = flat_size(self.envs.single_action_space)
         self.scaler = ActionScaler(self.envs.single_action_space)
         self.agent = make_agent(cfg, obs_dim, self.act_dim, self.device)
+        if cfg.get("compile"):  # opt-in: torch.compile of the losses; on a GPU also captured as CUDA graphs
+            self.agent.compile("reduce-overhead" if self.device.type == "cuda" else None)
         capacity = min(self.algo.buffer_size, self.algo.total_steps + self.algo.n_envs)
         self.buffer = ReplayBuffer(capacity, obs_dim, self.act_dim, self.device, seed=cfg.seed)
         self.state = RunState(cfg, self.agent, self.buffer, self.envs, obs_dim, self.act_dim)
@@ -189,14 +192,24 @@ class Trainer:
             stats = self.agent.update(self.buffer.sample(algo.batch_size))
             p.updates += 1
             p.update_debt -= 1.0
-        if stats is not None:  # a NaN spreads to every later loss, so the last step's losses tell
-            losses = [(k, v) for k, v in stats.items() if k.startswith("loss/")]
-            if not torch.isfinite(torch.stack([v for _, v in losses])).all():  # one check, then find which
-                bad = first_non_finite(losses)
-                assert bad is not None  # the stacked check above saw a non-finite loss
-                name, value = bad
-                raise self.logger.non_finite(name.replace("loss/", "") + " loss", value, p.env_steps, p.updates)
+        if stats is not None:
             self.state.stats = stats
+            # a NaN spreads to every later loss, so the last step's losses tell. Checking reads the losses
+            # back to the host; on a GPU that waits for the queued work, so there it waits for a log step
+            if self.device.type == "cpu" or p.env_steps >= p.next_log:
+                self.check_losses()
+
+    def check_losses(self) -> None:
+        """Stop with a one-line TrainingError if the last gradient step's losses are not finite."""
+        stats, p = self.state.stats, self.progress
+        if stats is None:
+            return
+        losses = [(k, v) for k, v in stats.items() if k.startswith("loss/")]
+        if not torch.isfinite(torch.stack([v for _, v in losses])).all():  # one check, then find which
+            bad = first_non_finite(losses)
+            assert bad is not None  # the stacked check above saw a non-finite loss
+            name, value = bad
+            raise self.logger.non_finite(name.replace("loss/", "") + " loss", value, p.env_steps, p.updates)
 
     def evaluate(self) -> Evaluation:
         """Deterministic episodes on the evaluation envs; then best.pt (on a new best) and last.pt."""

@@ -261,3 +261,12 @@ def test_bad_optimizer_target_fails_before_anything_is_built(capfd):
         "use e.g. actor_optimizer._target_=torch.optim.Adam"
     )
     assert capfd.readouterr().err == ""  # hydra.utils.get_class's own error log is kept quiet
+
+
+def test_compile_is_a_boolean_that_a_resume_may_change():
+    assert validate(make_cfg("compile=true")).compile is True
+    with pytest.raises(ConfigError, match=r"compile='fast' is not one of False, True"):
+        validate(make_cfg("compile=fast"))
+    from sac_runner.runs import RESUME_OVERRIDABLE
+
+    assert "compile" in RESUME_OVERRIDABLE

@@ -13,7 +13,7 @@ import yaml
 from hydra import compose, initialize_config_module
 
 from sac_runner import report, sweep
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, make_cfg, run_cli
 
 SWEEP_TINY = [*TINY, "save_video=false"]
 
@@ -49,8 +49,11 @@ def test_objective():
 
 def test_threads_outside_a_sweep():
     assert sweep.parallel_jobs() == 1
-    assert sweep.resolve_threads("auto") == sweep.available_cores()
-    assert sweep.resolve_threads(3) == 3
+    assert sweep.resolve_threads("auto") == sweep.available_cores()  # 256-wide networks: every core
+    assert sweep.resolve_threads("auto", 64) == 1  # small networks: one thread
+    assert sweep.resolve_threads(3) == 3 and sweep.resolve_threads(3, 64) == 3
+    assert sweep.job_threads(make_cfg("threads=auto", "architecture=small")) == 1
+    assert sweep.job_threads(make_cfg("threads=auto", "architecture=default")) == sweep.available_cores()
 
 
 def test_presets_compose():
