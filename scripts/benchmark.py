@@ -63,20 +63,33 @@ def run_sac_runner(cfg, out_dir: Path) -> dict:
 
         def __init__(self):
             self.eval_s, self.curve, self.t_start = 0.0, [], time.perf_counter()
+            self.t_learn, self.eval_s_learn = None, 0.0  # when the learning phase began; evaluations since
+
+        def on_step(self, trainer):
+            if self.t_learn is None and trainer.progress.env_steps >= learning_starts:
+                self.t_learn, self.eval_s_learn = time.perf_counter(), 0.0
 
         def on_evaluation(self, trainer, evaluation):
             self.eval_s += evaluation.seconds
+            self.eval_s_learn += evaluation.seconds
             self.curve.append([evaluation.env_steps, time.perf_counter() - self.t_start, evaluation.mean])
 
+    learning_starts = int(cfg.algorithm.learning_starts)
     timing = Timing()
     trainer = Trainer(cfg, out_dir, hooks=[timing])
     try:
         timing.t_start = time.perf_counter()
         trainer.train()
-        wall = time.perf_counter() - timing.t_start
+        end = time.perf_counter()
     finally:
         trainer.close()
-    return {"wall_s": wall, "eval_s": timing.eval_s, "curve": timing.curve, "updates": trainer.progress.updates}
+    return {
+        "wall_s": end - timing.t_start,
+        "eval_s": timing.eval_s,
+        "learn_s": None if timing.t_learn is None else end - timing.t_learn - timing.eval_s_learn,
+        "curve": timing.curve,
+        "updates": trainer.progress.updates,
+    }
 
 
 def run_sb3(cfg) -> dict:
@@ -139,9 +152,12 @@ def run_sb3(cfg) -> dict:
         def __init__(self):
             super().__init__()
             self.next_eval, self.eval_s, self.curve = int(algo.eval_interval), 0.0, []
+            self.t_learn, self.eval_s_learn = None, 0.0
 
         def _on_step(self) -> bool:
             step = self.num_timesteps
+            if self.t_learn is None and step >= int(algo.learning_starts):
+                self.t_learn, self.eval_s_learn = time.perf_counter(), 0.0
             if step >= self.next_eval or step >= int(algo.total_steps):
                 while self.next_eval <= step:
                     self.next_eval += int(algo.eval_interval)
@@ -149,15 +165,22 @@ def run_sb3(cfg) -> dict:
                 seeds = rng.integers(0, 2**31 - 1, size=int(algo.nb_evals))
                 mean = float(evaluate(Actor(), eval_envs, seeds, torch.device("cpu")).mean())
                 self.eval_s += time.perf_counter() - t0
+                self.eval_s_learn += time.perf_counter() - t0
                 self.curve.append([step, time.perf_counter() - start, mean])
             return True
 
     callback = Evaluations()
     start = time.perf_counter()
     model.learn(total_timesteps=int(algo.total_steps), callback=callback)
-    wall = time.perf_counter() - start
+    end = time.perf_counter()
     eval_envs.close()
-    return {"wall_s": wall, "eval_s": callback.eval_s, "curve": callback.curve, "updates": int(model._n_updates)}
+    return {
+        "wall_s": end - start,
+        "eval_s": callback.eval_s,
+        "learn_s": None if callback.t_learn is None else end - callback.t_learn - callback.eval_s_learn,
+        "curve": callback.curve,
+        "updates": int(model._n_updates),
+    }
 
 
 def child(args) -> None:
@@ -178,6 +201,8 @@ def child(args) -> None:
         impl=args.impl,
         seed=args.seed,
         env_steps=int(cfg.algorithm.total_steps),
+        learning_starts=int(cfg.algorithm.learning_starts),
+        hidden=list(cfg.architecture.critic_hidden_sizes),
         utd_ratio=float(cfg.algorithm.utd_ratio),
         env_id=str(cfg.env.id),
     )
@@ -189,13 +214,16 @@ def summarise(r: dict, target: float | None) -> dict:
     train_s = r["wall_s"] - r["eval_s"]
     hit = None if target is None else next((c for c in r["curve"] if c[2] >= target), None)
     returns = [c[2] for c in r["curve"]]
+    learn_steps = r["env_steps"] - r["learning_starts"]
     return {
         "impl": r["impl"],
         "seed": r["seed"],
         "train_sps": r["env_steps"] / train_s,
+        "learn_sps": learn_steps / r["learn_s"] if r.get("learn_s") else None,
         "updates_per_s": r["updates"] / train_s,
         "wall_s": r["wall_s"],
         "eval_s": r["eval_s"],
+        "hidden": r.get("hidden", []),
         "steps_to_target": hit[0] if hit else None,
         "wall_to_target": hit[1] if hit else None,
         "final": returns[-1] if returns else float("nan"),
@@ -212,6 +240,60 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def run_one(args, impl: str, seed: int, arch: str | None, out: Path, env: dict) -> dict | None:
+    """One (implementation, seed, architecture) run in a fresh process; its summary row, or None if it failed."""
+    tag = f"{impl}-{arch or 'preset'}-seed{seed}"
+    result = out / f"{tag}.json"
+    overrides = [*([f"architecture={arch}"] if arch else []), *args.overrides]
+    cmd = [sys.executable, __file__, "--child", impl, "--seed", str(seed), "--result", str(result), "--env", args.env]
+    cmd += [*(["--steps", str(args.steps)] if args.steps else []), "--", *overrides]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        print(f"  {impl} seed {seed}: FAILED: {tail}", flush=True)
+        return None
+    row = summarise(json.loads(result.read_text()), args.target_value)
+    row["arch"] = arch or "preset"
+    print(
+        f"  {impl:>10} {row['arch']:>7} seed {seed}: {fmt(row['learn_sps'], '6.0f')} learning-phase steps/s, "
+        f"{row['train_sps']:6.0f} train steps/s, {row['wall_s']:6.1f} s in all, target at step "
+        f"{fmt(row['steps_to_target'], 'd')} ({fmt(row['wall_to_target'], '.1f')} s), final {row['final']:.1f}",
+        flush=True,
+    )
+    return row
+
+
+def table(rows: list[dict], impls: list[str], target: float | None) -> list[str]:
+    head = (
+        "| implementation | networks | runs | learning-phase steps/s | train steps/s | gradient steps/s | wall s (all) "
+        "| reached target | steps to target | wall s to target | final return | best return |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        for impl in impls:
+            rs = [r for r in rows if r["impl"] == impl and r["arch"] == arch]
+            if not rs:
+                continue
+            reached = sum(r["steps_to_target"] is not None for r in rs)
+            lines.append(
+                f"| {impl} | {'-'.join(map(str, rs[0]['hidden']))} | {len(rs)} "
+                f"| {fmt(median([r['learn_sps'] for r in rs]), '.0f')} | {median([r['train_sps'] for r in rs]):.0f} "
+                f"| {median([r['updates_per_s'] for r in rs]):.0f} | {median([r['wall_s'] for r in rs]):.1f} "
+                f"| {'-' if target is None else f'{reached}/{len(rs)}'} "
+                f"| {fmt(median([r['steps_to_target'] for r in rs]), '.0f')} "
+                f"| {fmt(median([r['wall_to_target'] for r in rs]), '.1f')} "
+                f"| {median([r['final'] for r in rs]):.1f} | {median([r['best'] for r in rs]):.1f} |"
+            )
+        ours = [r for r in rows if r["impl"] == "sac_runner" and r["arch"] == arch]
+        ref = [r for r in rows if r["impl"] == "sb3" and r["arch"] == arch]
+        if ours and ref:
+            for key, what in (("learn_sps", "learning-phase"), ("train_sps", "train")):
+                mine, theirs = median([r[key] for r in ours]), median([r[key] for r in ref])
+                if mine and theirs:
+                    lines.append(f"|  | ratio sac_runner / sb3, {what} steps/s: **{mine / theirs:.2f}x** |" + " |" * 10)
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", default="CartPoleContinuous-v1", help="an env preset (conf/env/), as env=<preset>")
@@ -223,7 +305,27 @@ def main() -> int:
         "Pendulum-v1); 'none' for throughput only",
     )
     ap.add_argument("--steps", type=int, default=None, help="env steps per run (default: the preset's total_steps)")
-    ap.add_argument("--impls", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS))
+    ap.add_argument(
+        "--impl",
+        "--impls",
+        dest="impls",
+        nargs="+",
+        choices=IMPLEMENTATIONS,
+        default=list(IMPLEMENTATIONS),
+        help="which implementations to run (default: both); one alone reruns that side",
+    )
+    ap.add_argument(
+        "--arch",
+        nargs="+",
+        default=[None],
+        metavar="PRESET",
+        help="architecture presets to cover, e.g. --arch small default (64-64 and 256-256); default: the env preset's",
+    )
+    ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also run scripts/gemm_ceiling.py: sac_runner's 256-256 update as a fraction of this machine's GEMM ceiling",
+    )
     ap.add_argument("--per-seed", action="store_true", help="also print one row per run")
     ap.add_argument("--out", type=Path, default=None, help="directory for the per-run JSON and run directories")
     ap.add_argument("--child", choices=IMPLEMENTATIONS, dest="impl", help=argparse.SUPPRESS)
@@ -241,79 +343,44 @@ def main() -> int:
         target = default_targets.get(args.env)
     else:
         target = None if args.target.lower() == "none" else float(args.target)
+    args.target_value = target
     out = args.out or Path(tempfile.mkdtemp(prefix="sac-benchmark-"))
     out.mkdir(parents=True, exist_ok=True)
     print(
         f"benchmark: env={args.env} overrides={args.overrides or '-'} seeds={args.seeds} target={target} "
-        f"steps={args.steps or 'preset'}; one run at a time, 1 torch thread; results in {out}",
+        f"steps={args.steps or 'preset'} networks={args.arch if args.arch != [None] else 'preset'}; "
+        f"one run at a time, 1 torch thread; results in {out}",
         flush=True,
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     rows = []
-    for i, seed in enumerate(args.seeds):
-        order = args.impls if i % 2 == 0 else list(reversed(args.impls))
-        for impl in order:
-            result = out / f"{impl}-seed{seed}.json"
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                impl,
-                "--seed",
-                str(seed),
-                "--result",
-                str(result),
-                "--env",
-                args.env,
-                *(["--steps", str(args.steps)] if args.steps else []),
-                "--",
-                *args.overrides,
-            ]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                tail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-                print(f"  {impl} seed {seed}: FAILED: {tail}", flush=True)
-                continue
-            row = summarise(json.loads(result.read_text()), target)
-            rows.append(row)
-            print(
-                f"  {impl:>10} seed {seed}: {row['train_sps']:6.0f} train steps/s, {row['wall_s']:6.1f} s in all, "
-                f"target at step {fmt(row['steps_to_target'], 'd')} ({fmt(row['wall_to_target'], '.1f')} s), "
-                f"final {row['final']:.1f}",
-                flush=True,
-            )
+    for arch in args.arch:
+        for i, seed in enumerate(args.seeds):
+            order = args.impls if i % 2 == 0 else list(reversed(args.impls))
+            for impl in order:
+                row = run_one(args, impl, seed, arch, out, env)
+                if row is not None:
+                    rows.append(row)
 
-    head = (
-        "| implementation | runs | train steps/s | gradient steps/s | wall s (all) | reached target "
-        "| steps to target | wall s to target | final return | best return |"
-    )
-    lines = [head, "|" + "---|" * 10]
-    for impl in args.impls:
-        rs = [r for r in rows if r["impl"] == impl]
-        if not rs:
-            continue
-        reached = sum(r["steps_to_target"] is not None for r in rs)
-        lines.append(
-            f"| {impl} | {len(rs)} | {median([r['train_sps'] for r in rs]):.0f} "
-            f"| {median([r['updates_per_s'] for r in rs]):.0f} | {median([r['wall_s'] for r in rs]):.1f} "
-            f"| {'-' if target is None else f'{reached}/{len(rs)}'} "
-            f"| {fmt(median([r['steps_to_target'] for r in rs]), '.0f')} "
-            f"| {fmt(median([r['wall_to_target'] for r in rs]), '.1f')} "
-            f"| {median([r['final'] for r in rs]):.1f} | {median([r['best'] for r in rs]):.1f} |"
-        )
-    print("\nmedians over seeds (steps and wall time to target: over the runs that reached it)")
-    print("\n".join(lines))
+    print("\nmedians over seeds (steps and wall time to target: over the runs that reached it; learning phase:")
+    print("the env steps after learning_starts, evaluations left out)")
+    print("\n".join(table(rows, args.impls, target)))
     if args.per_seed:
         print(
-            "\n| implementation | seed | train steps/s | wall s | steps to target | wall s to target | final | best |"
+            "\n| implementation | networks | seed | learning-phase steps/s | train steps/s | wall s | steps to target "
+            "| wall s to target | final | best |"
         )
-        print("|---|---|---|---|---|---|---|---|")
-        for r in sorted(rows, key=lambda r: (args.impls.index(r["impl"]), r["seed"])):
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in sorted(rows, key=lambda r: (r["arch"], args.impls.index(r["impl"]), r["seed"])):
             print(
-                f"| {r['impl']} | {r['seed']} | {r['train_sps']:.0f} | {r['wall_s']:.1f} "
-                f"| {fmt(r['steps_to_target'], 'd')} | {fmt(r['wall_to_target'], '.1f')} | {r['final']:.1f} "
-                f"| {r['best']:.1f} |"
+                f"| {r['impl']} | {r['arch']} | {r['seed']} | {fmt(r['learn_sps'], '.0f')} | {r['train_sps']:.0f} "
+                f"| {r['wall_s']:.1f} | {fmt(r['steps_to_target'], 'd')} | {fmt(r['wall_to_target'], '.1f')} "
+                f"| {r['final']:.1f} | {r['best']:.1f} |"
             )
+    if args.ceiling:
+        probe = Path(__file__).with_name("gemm_ceiling.py")
+        print(f"\n{probe.name}:", flush=True)
+        subprocess.run([sys.executable, str(probe), "--hidden", "256", "--env", args.env], env=env, check=False)
     (out / "benchmark.json").write_text(
         json.dumps({"target": target, "overrides": args.overrides, "rows": rows}, indent=1)
     )

@@ -14,7 +14,6 @@ def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
         "algorithm.eval_interval=150",
         "algorithm.nb_evals=2",
         "algorithm.batch_size=32",
-        "architecture=small",
         "env.max_episode_steps=60",
     ]
     proc = subprocess.run(
@@ -27,6 +26,8 @@ def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
             "0",
             "--target",
             "10",
+            "--arch",
+            "small",
             "--out",
             str(tmp_path),
             "--",
@@ -37,13 +38,15 @@ def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "| sac_runner | 1 |" in proc.stdout and "| sb3 | 1 |" in proc.stdout
+    assert "| sac_runner | 64-64 | 1 |" in proc.stdout and "| sb3 | 64-64 | 1 |" in proc.stdout
+    assert "ratio sac_runner / sb3, learning-phase steps/s" in proc.stdout
     rows = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
     assert sorted(r["impl"] for r in rows) == ["sac_runner", "sb3"]
     for impl in ("sac_runner", "sb3"):
-        run = json.loads((tmp_path / f"{impl}-seed0.json").read_text())
+        run = json.loads((tmp_path / f"{impl}-small-seed0.json").read_text())
         assert [c[0] for c in run["curve"]] == [150, 300, 400]  # the same evaluation steps for both
         assert run["updates"] == 150  # the preset's utd_ratio 0.5: a gradient step every 2 env steps after warm-up
         assert 0 < run["eval_s"] < run["wall_s"]
+        assert 0 < run["learn_s"] < run["wall_s"] - run["eval_s"]  # the steps after learning_starts, less evaluations
     for r in rows:
-        assert r["train_sps"] > 0 and r["steps_to_target"] in (150, 300, 400, None)
+        assert r["train_sps"] > 0 and r["learn_sps"] > 0 and r["hidden"] == [64, 64] and r["steps_to_target"] in (150, 300, 400, None)
