@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sac_runner import runs, sweep
+from sac_runner import hparams, runs, sweep
 from sac_runner.checkpoint import CheckpointError
 from sac_runner.config import ConfigError, validate
 from sac_runner.trainer import TrainingError
@@ -72,12 +72,13 @@ def run(cfg: DictConfig) -> float:
             f"cannot write to the output directory {run_dir} ({e.strerror}); "
             f"choose a writable one with hydra.run.dir=<path>"
         ) from None
-    trainer = Trainer(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, hooks=sweep.trial_hooks(cfg))  # an Optuna trial reports to its study
+    hparams.write(cfg, run_dir)  # TensorBoard's HParams dashboard (sac_runner/hparams.py)
     try:
         if resume_ckpt is not None:
             resumed = trainer.resume(resume_ckpt)
             print(runs.resume_message(run_dir, resumed, cfg.algorithm.total_steps), flush=True)
-        summary = trainer.train()
+        summary = sweep.train_trial(trainer)  # trainer.train(); a trial stopped by the search's pruner: "pruned"
     finally:
         trainer.close()
     summary["evals"] = trainer.progress.evals
@@ -89,6 +90,9 @@ def run(cfg: DictConfig) -> float:
         raise TrainingError(
             f"cannot write {run_dir / 'summary.json'} ({e.strerror}); the checkpoints are complete"
         ) from None
+    hparams.write(cfg, run_dir, summary)
+    if summary.get("pruned"):
+        raise sweep.TrialPruned(summary["pruned"]["message"], summary["pruned"])
     if summary.get("interrupted"):  # SIGINT / SIGTERM: last.pt is written; exit with 128 + the signal number
         print(
             f"sac-train: {summary['interrupted']} received: stopped at step {summary['env_steps']}, checkpoint "
@@ -117,6 +121,9 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 def train() -> None:
     """`sac-train` console script."""
+    from sac_runner.optuna_search import register_sweeper
+
+    register_sweeper()  # hparams_search=optuna's sweeper (see there why it is registered here)
     _hydra_main()
 
 

@@ -193,6 +193,10 @@ def load_run(path: Path) -> Run:
             s = json.loads(summary.read_text())
             run.wall_time_s = float(s["wall_time_s"])
             run.steps_per_second = float(s["steps_per_second"])
+            if s.get("pruned"):  # an Optuna trial stopped early on purpose (sac_runner/optuna_search.py)
+                p = s["pruned"]
+                run.skip_reason = f"pruned: trial {p.get('trial')} stopped at step {s.get('env_steps')} by the search"
+                return run
             if s.get("interrupted"):  # stopped by a signal, with a resumable checkpoint
                 run.incomplete_reason = (
                     f"interrupted by {s['interrupted']} at step {s.get('env_steps')} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 
 OBJECTIVES = ("final", "auc", "best")
 FAILED_FILE = "failed.json"
+PRUNED_FILE = "pruned.json"
 
 
 def objective(evals: list, metric: str = "final", last: int = 3) -> float:
@@ -127,6 +129,43 @@ class TrialFailed(RuntimeError):
     """Raised by an Optuna trial that failed or diverged, so the sweeper records it as FAIL."""
 
 
+class TrialPruned(RuntimeError):
+    """Raised by a trial's job that the search's pruner stopped (sac_runner/optuna_search.py): the sweeper
+    records the trial as PRUNED. `record` says where and why."""
+
+    def __init__(self, message: str, record: dict | None = None) -> None:
+        super().__init__(message, record or {})
+        self.message, self.record = message, record or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def trial_hooks(cfg: DictConfig) -> list:
+    """The trainer hooks of a job of an Optuna search (reporting to the study, pruning); none elsewhere."""
+    hc = _hydra_cfg()
+    if hc is None or not is_multirun() or not _uses_optuna(hc):
+        return []
+    from sac_runner.optuna_search import trial_reporter
+
+    hook = trial_reporter(cfg, hc)
+    return [] if hook is None else [hook]
+
+
+def train_trial(trainer) -> dict:
+    """trainer.train(), or, when the search's pruner stops the trial, the summary of the run so far with
+    "pruned" set (its checkpoints are those of its last evaluation)."""
+    import time
+
+    start, steps = time.perf_counter(), trainer.progress.env_steps
+    try:
+        return trainer.train()
+    except TrialPruned as e:
+        summary = trainer.summary(time.perf_counter() - start, trainer.progress.env_steps - steps)
+        summary["pruned"] = {**e.record, "message": e.message}
+        return summary
+
+
 def _uses_optuna(hc) -> bool:
     return "optuna" in str(hc.sweeper.get("_target_", ""))
 
@@ -152,11 +191,18 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
     hc = _hydra_cfg()
     job_dir = Path(hc.runtime.output_dir)
     (job_dir / FAILED_FILE).unlink(missing_ok=True)  # from an earlier sweep into the same directory
+    (job_dir / PRUNED_FILE).unlink(missing_ok=True)
     try:
         value = float(run(cfg))
         if math.isfinite(value):
             return value
         error, message, trace = "Diverged", f"the objective ({cfg.objective.metric}) is {value}", None
+    except TrialPruned as e:  # not a failure: the search stopped a hopeless trial early
+        record = {"job_num": hc.job.num, "overrides": list(hc.overrides.task), **e.record, "message": e.message}
+        with _suppress_oserror():
+            (job_dir / PRUNED_FILE).write_text(json.dumps(record, indent=1))
+        print(f"sac-train: job {hc.job.num} ({job_dir}): {e.message}", file=sys.stderr, flush=True)
+        raise
     except Exception as e:  # noqa: BLE001 - any failure of one job is that job's, not the sweep's
         error, message, trace = type(e).__name__, " ".join(str(e).split()), traceback.format_exc()
     except SystemExit as e:
@@ -190,6 +236,12 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
     return float("nan")
 
 
+def _suppress_oserror():
+    import contextlib
+
+    return contextlib.suppress(OSError)
+
+
 # ---------------------------------------------------------------------------------------- callback
 def failed_jobs(sweep_dir: str | Path, since: float = 0.0) -> list[dict]:
     """The failed.json records of a sweep directory's jobs (written at or after `since`, a time),
@@ -221,6 +273,15 @@ class SweepCallback(Callback):
         from sac_runner.runs import check_writable_dir
 
         self.start = time.time() - 1.0  # file times may be coarse
+        slurm = _uses_submitit(config.hydra) and "slurm" in str(config.hydra.launcher._target_).lower()
+        if slurm and shutil.which("sbatch") is None:  # submitit would fail later with a traceback per job
+            print(
+                "sac-train: error: hydra/launcher=slurm submits with sbatch, which is not on PATH; run the sweep "
+                "on a SLURM login node (or scripts/slurm_cluster.sh for a single-node cluster here), or use "
+                "hydra/launcher=parallel",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         try:
             check_writable_dir(
                 config.hydra.sweep.dir,

@@ -63,8 +63,9 @@ def test_presets_compose():
         cfg = compose("config", overrides=["hydra/launcher=parallel"], return_hydra_config=True)
         assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == -1
         cfg = compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True)
-        assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
-        assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.max_failure_rate == 1.0
+        assert cfg.hydra.sweeper._target_ == "hydra_plugins.sac_runner_optuna.OptunaSearchSweeper"
+        assert cfg.hydra.sweeper.direction == "maximize" and cfg.hparams_search.pruner.type == "median"
+        assert cfg.hparams_search.seeds == 1 and cfg.hparams_search.trial is None
         assert cfg.hydra.sweeper.storage.startswith("sqlite:///") and cfg.hydra.sweeper.storage.endswith("/optuna.db")
         assert set(cfg.hydra.sweeper.params) == {
             "actor_optimizer.lr",
@@ -256,7 +257,6 @@ def test_a_failed_job_does_not_stop_a_grid_sweep(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- optuna
-@pytest.mark.filterwarnings("ignore:Deprecated API features detected")  # optuna 2 on SQLAlchemy 1.4
 def test_optuna_search_records_failed_trials_and_continues(tmp_path):
     import optuna
 
