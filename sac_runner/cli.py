@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sac_runner import hparams, runs, sweep
+from sac_runner import hparams, presets, runs, sweep
 from sac_runner.checkpoint import CheckpointError
 from sac_runner.config import ConfigError, validate
 from sac_runner.trainer import TrainingError
@@ -24,6 +24,8 @@ from sac_runner.trainer import TrainingError
 OmegaConf.register_new_resolver("pid", lambda: os.getpid(), replace=True, use_cache=True)
 # hydra.run.dir and hydra.output_subdir: the run's own directory when resuming (sac_runner/runs.py)
 runs.register_resolvers()
+# the generated parts of `sac-train --help` (conf/hydra/help/sac-train.yaml)
+presets.register_resolvers()
 
 CONFIG_PATH = "pkg://sac_runner.conf"
 
@@ -120,10 +122,15 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def train() -> None:
-    """`sac-train` console script."""
+    """`sac-train` console script. Every registered Gymnasium id becomes an `env` option first (a script
+    that registers its own environments and then calls train() gets them too; see sac_runner/presets.py)."""
+    presets.register_env_configs()
     from sac_runner.optuna_search import register_sweeper
 
     register_sweeper()  # hparams_search=optuna's sweeper (see there why it is registered here)
+    problem = presets.check_env_overrides(sys.argv[1:])
+    if problem is not None:  # before Hydra, which would print several lines and create the sweep directory
+        fail(problem)
     _hydra_main()
 
 

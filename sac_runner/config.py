@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import numbers
 
 import gymnasium as gym
+import numpy as np
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
@@ -120,30 +122,64 @@ def _optimizer(cfg, name):
     _float(cfg, f"{name}.lr", 0.0, None, 3e-4)
 
 
+def _is_image(space: gym.Space) -> bool:
+    """Pixels: a Box of bytes with two or three axes (height, width[, channels])."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) in (2, 3)
+
+
+def _extra_for(env_id: str) -> str:
+    """The sac_runner extra that installs an environment's dependencies, for the fix of a failed make."""
+    from sac_runner.presets import SUITES, suite
+
+    extra = SUITES.get(suite(env_id), (None, None))[1]
+    return f"pip install 'sac_runner[{extra}]'" if extra else "install the environment's dependencies"
+
+
+# env configs (as YAML) already probed in this process: sac-train checks the env before it creates the
+# run directory (runs.RunDirCallback) and again in validate(); the probe makes the environment once
+_CHECKED_ENVS: set[str] = set()
+
+
 def validate_env(cfg: DictConfig) -> None:
-    env_id = _get(cfg, "env.id")
-    if not isinstance(env_id, str) or not env_id:
-        _fail(
-            "env.id",
-            env_id,
-            "is not a Gymnasium id",
-            "use e.g. env=Pendulum-v1 or env=generic env.id=MountainCarContinuous-v0",
-        )
+    """Check that cfg.env names an environment SAC can train on: registered (an id written `module:id`
+    imports its module first), creatable, with a bounded Box action space and flat Box observations."""
     try:
-        gym.spec(env_id)
-    except gym.error.Error:
+        env_id = OmegaConf.select(cfg, "env.id", throw_on_missing=True)
+    except Exception:  # ??? (env=generic without env.id)
         raise ConfigError(
-            f"env.id={env_id!r} is not a registered Gymnasium environment; use one of the env presets "
-            f"(env=CartPoleContinuous-v1, env=Pendulum-v1) or env=generic env.id=<a registered id>, "
-            f"installing its extra first (e.g. pip install 'sac_runner[mujoco]')"
+            "env.id is not set; choose the environment with env=<Gymnasium id>, e.g. env=Hopper-v5 "
+            "(sac-train --help lists the presets)"
         ) from None
+    if not isinstance(env_id, str) or not env_id:
+        _fail("env.id", env_id, "is not a Gymnasium id", "use e.g. env=Pendulum-v1 or env=MountainCarContinuous-v0")
+    key = OmegaConf.to_yaml(cfg.env, resolve=True)
+    if key in _CHECKED_ENVS:
+        return
+    module, _, name = env_id.rpartition(":")
+    if module:  # gymnasium's `module:id`: the module registers the environment when imported
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - whatever the import raised, it is the user's module
+            raise ConfigError(
+                f"env.id={env_id!r}: importing {module} failed ({type(e).__name__}: {e}); "
+                f"check that {module} is importable and registers {name}"
+            ) from None
+    if name not in gym.registry:
+        from sac_runner.presets import unknown_env_message
+
+        raise ConfigError(unknown_env_message(env_id if not module else name, key="env.id"))
     try:
         probe = _envs.make_env(cfg.env)
-    except Exception as e:  # missing optional dependency, bad kwargs, ...
+    except gym.error.DependencyNotInstalled as e:
+        msg = " ".join(str(e).split())[:200]
+        raise ConfigError(
+            f"env.id={env_id!r} needs a package that is not installed ({msg}); {_extra_for(name)}"
+        ) from None
+    except Exception as e:  # bad kwargs, ...
         msg = " ".join(str(e).split())[:300]
         raise ConfigError(
             f"env.id={env_id!r} could not be created ({type(e).__name__}: {msg}); "
-            f"check env.kwargs and the environment's extra dependencies"
+            f"check env.kwargs and the environment's extra dependencies ({_extra_for(name)})"
         ) from None
     try:
         act, obs = probe.action_space, probe.observation_space
@@ -159,11 +195,18 @@ def validate_env(cfg: DictConfig) -> None:
             f"env.id={env_id!r} has an unbounded action space; SAC's tanh policy needs finite "
             f"bounds (wrap it with gymnasium.wrappers.ClipAction in a registered env)"
         )
+    if _is_image(obs):
+        raise ConfigError(
+            f"env.id={env_id!r} has image observations (Box{obs.shape} of uint8); sac_runner's "
+            f"networks take state vectors: use a state-based task, or register a wrapper that turns the "
+            f"images into features"
+        )
     if not isinstance(obs, gym.spaces.Box):
         raise ConfigError(
             f"env.id={env_id!r} has a {type(obs).__name__} observation space; only Box "
             f"observations are supported (flatten it in a registered wrapper)"
         )
+    _CHECKED_ENVS.add(key)
 
 
 def validate(cfg: DictConfig) -> DictConfig:

@@ -96,9 +96,13 @@ def _hydra_subdir_resolver(resume, stamp: str) -> str:
 
 class RunDirCallback(Callback):
     """Hydra callback (conf/config.yaml: hydra.callbacks.run_dir). Before Hydra creates the run directory,
-    check it: a resume must name an existing run, a new directory must be creatable. One line, exit 2."""
+    check it: a resume must name an existing run, a new directory must be creatable; and check the
+    environment first (its id is part of the directory's name), so that a bad one leaves nothing behind.
+    One line, exit 2."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from sac_runner.config import validate_env
+
         resume = OmegaConf.select(config, "resume")
         try:
             if resume is not None:
@@ -106,6 +110,8 @@ class RunDirCallback(Callback):
                     check_run_dir(resume)
                 except ConfigError as e:
                     raise ConfigError(f"resume={resume}: {e}") from None
+            else:  # a resume's environment is the run's own, checked with its config
+                validate_env(config)
             check_writable_dir(config.hydra.run.dir, create=True)
         except ConfigError as e:
             # callbacks run inside Hydra, which would print a traceback for an exception; SystemExit passes

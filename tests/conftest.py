@@ -27,6 +27,9 @@ MODULES = {"sac-train": "sac_runner.cli", "sac-visualize": "sac_runner.visualize
 
 def make_cfg(*overrides):
     """The composed config as `sac-train <overrides>` would see it (without Hydra's run-time keys)."""
+    from sac_runner.presets import register_env_configs
+
+    register_env_configs()  # env=<any registered id>, as sac-train does before composing
     with initialize_config_module("sac_runner.conf", version_base="1.3"):
         return compose("config", overrides=list(overrides))
 

@@ -63,7 +63,7 @@ def test_sac_train_writes_a_complete_run_directory(tmp_path):
     [
         (["algorithm.tau=1.5"], "algorithm.tau=1.5 is outside (0.0, 1.0]"),
         (["algorithm.batch_size=512", "algorithm.buffer_size=64"], "is larger than algorithm.buffer_size=64"),
-        (["env=generic", "env.id=CartPole-v1"], "Discrete action space"),
+        (["env=CartPole-v1"], "Discrete action space"),
         (["env=generic", "env.id=NoSuchEnv-v0"], "is not a registered Gymnasium environment"),
     ],
 )
@@ -74,12 +74,18 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, args, needle):
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("sac-train: error: ")
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not list(tmp_path.glob("outputs/**/checkpoints"))  # nothing was built
+    if args[0].startswith("env"):  # the environment is checked before the run directory is made
+        assert list(tmp_path.iterdir()) == []
 
 
-def test_unknown_env_preset_fails_cleanly(tmp_path):
-    proc = sac_train("env=NoSuchPreset", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr and "NoSuchPreset" in proc.stderr
+def test_unknown_env_fails_with_a_suggestion_before_anything_is_written(tmp_path):
+    proc = sac_train("-m", "env=Pendulum-v1,Hoper-v5", "seed=0,1", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "sac-train: error: env=Hoper-v5 is neither an env preset nor a registered Gymnasium environment; "
+        "did you mean Hopper-v5?\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # not even the sweep directory
 
 
 def run_in_process(tmp_path, *overrides):

@@ -12,6 +12,15 @@ from sac_runner.config import OPTIMIZERS, ConfigError, migrate_legacy, validate
 from sac_runner.runs import resume_config
 from tests.conftest import make_cfg
 
+# the presets for the standard suites (README, "Presets")
+STANDARD_PRESETS = [
+    *(f"{task}-v5" for task in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")),
+    *(f"{task}-v5" for task in ("InvertedPendulum", "InvertedDoublePendulum", "Reacher", "Pusher")),
+    "LunarLanderContinuous-v3",
+    "BipedalWalker-v3",
+    "MountainCarContinuous-v0",
+]
+
 
 def group_options(group):
     return sorted(
@@ -20,8 +29,8 @@ def group_options(group):
 
 
 def test_groups_have_the_expected_options():
-    assert {"CartPoleContinuous-v1", "Pendulum-v1", "generic"} <= set(group_options("env"))
-    assert {"default", "small", "large"} <= set(group_options("architecture"))
+    assert {"CartPoleContinuous-v1", "Pendulum-v1", "generic", *STANDARD_PRESETS} <= set(group_options("env"))
+    assert {"default", "small", "medium", "large"} <= set(group_options("architecture"))
     assert {"adam", "adamw"} <= set(group_options("optimizer"))
     assert group_options("algorithm") == ["sac"]
     assert {"smoke", "mujoco"} <= set(group_options("experiment"))
@@ -66,6 +75,8 @@ def test_every_experiment_composes_and_wins_over_the_env_preset(experiment):
     [
         ("env=CartPoleContinuous-v1", [64, 64]),
         ("env=Pendulum-v1", [64, 64]),
+        ("env=Hopper-v5", [256, 256]),
+        ("env=BipedalWalker-v3", [400, 300]),
         ("experiment=smoke", [64, 64]),
         ("experiment=mujoco", [256, 256]),
     ],
@@ -119,9 +130,14 @@ BAD = [
     (["entropy_coef_optimizer._partial_=false"], "entropy_coef_optimizer._partial_=False must be true"),
     (["actor_optimizer.lr=-1"], "actor_optimizer.lr=-1 is outside"),
     (["device=tpu"], "device='tpu' is not one of cpu, cuda, auto"),
-    (["env=generic"], "env.id is required but not set"),
+    (["env=generic"], "env.id is not set; choose the environment with env=<Gymnasium id>"),
     (["env=generic", "env.id=NoSuchEnv-v0"], "env.id='NoSuchEnv-v0' is not a registered Gymnasium environment"),
+    (["env=generic", "env.id=Hoper-v5"], "env.id='Hoper-v5' is not a registered Gymnasium env"),
+    (["env=generic", "env.id=Hoper-v5"], "; did you mean Hopper-v5?"),
     (["env=generic", "env.id=CartPole-v1"], "has a Discrete action space"),
+    (["env=CartPole-v1"], "env.id='CartPole-v1' has a Discrete action space"),
+    (["env=CarRacing-v3"], "env.id='CarRacing-v3' has image observations (Box(96, 96, 3) of uint8)"),
+    (["env=generic", "env.id=no_such_module:Foo-v0"], "importing no_such_module failed (ModuleNotFoundError"),
 ]
 
 
