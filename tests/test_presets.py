@@ -52,7 +52,7 @@ def test_tuned_values_stay_under_another_architecture():
     ):
         cfg = make_cfg(*args)
         assert list(cfg.architecture.critic_hidden_sizes) == [512, 512, 512]
-        assert cfg.architecture.log_std_min == 1.0 and cfg.algorithm.discount == 0.999
+        assert cfg.architecture.log_std_min == 1.5 and cfg.algorithm.discount == 0.999
     assert make_cfg("env=MountainCarContinuous-v0", "architecture.log_std_min=-5").architecture.log_std_min == -5
 
 
