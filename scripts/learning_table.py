@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""The learning table: train env presets over several seeds in one Hydra multirun, then sac-report it.
+
+    python scripts/learning_table.py                                   # the default tasks, seeds 0 1 2
+    python scripts/learning_table.py --envs Hopper-v5 Walker2d-v5 --jobs 2 --budget 300000
+    python scripts/learning_table.py --all --readme README.md           # every preset; fill the README table
+    python scripts/learning_table.py --report-only outputs/learning_table/2026-12-01_10-00-00 --readme README.md
+    python scripts/learning_table.py --envs Pendulum-v1 --seeds 0 --budget 600 --figures /tmp/lt -- experiment=smoke
+
+It runs one `sac-train -m env=A,B,... seed=0,1,2 save_video=false progress=false` (each preset's own
+step budget unless --budget is given; --jobs N runs N jobs at a time with hydra/launcher=parallel), then
+`sac-report` on the sweep directory (one group and one plot panel per task), and writes into --figures
+(default outputs/figures/):
+
+    learning.md    the table: budget, final and best evaluation return over the seeds, wall time, steps/s
+    learning.png   sac-report's plot: evaluation return against env steps, one panel per task
+
+With --readme it also rewrites the presets table of that file (between the `presets-table` markers), with
+the measured return and wall time for every preset the sweep covered. Arguments after `--` are passed to
+sac-train as extra overrides. Exit status: sac-train's if the sweep failed to start, else sac-report's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# cheap to expensive, all three suites; a million-step MuJoCo run takes hours on a CPU core
+DEFAULT_ENVS = [
+    "MountainCarContinuous-v0",
+    "InvertedPendulum-v5",
+    "Reacher-v5",
+    "InvertedDoublePendulum-v5",
+    "LunarLanderContinuous-v3",
+    "Hopper-v5",
+]
+START, END = "<!-- presets-table:start -->", "<!-- presets-table:end -->"
+TODO = "TODO (learning table)"
+
+
+def sac_train_command() -> list[str]:
+    exe = shutil.which("sac-train")
+    return [exe] if exe else [sys.executable, "-m", "sac_runner.cli"]
+
+
+def sac_report_command() -> list[str]:
+    exe = shutil.which("sac-report")
+    return [exe] if exe else [sys.executable, "-m", "sac_runner.report"]
+
+
+def sweep_command(args, sweep_dir: Path) -> list[str]:
+    cmd = [
+        *sac_train_command(),
+        "-m",
+        f"env={','.join(args.envs)}",
+        f"seed={','.join(map(str, args.seeds))}",
+        "save_video=false",
+        "progress=false",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    if args.budget is not None:
+        cmd.append(f"algorithm.total_steps={args.budget}")
+    if args.eval_interval is not None:
+        cmd.append(f"algorithm.eval_interval={args.eval_interval}")
+    if args.jobs > 1:
+        cmd += ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={args.jobs}"]
+    return cmd + list(args.overrides)
+
+
+def fmt_steps(n: int) -> str:
+    if n >= 1_000_000 and n % 100_000 == 0:
+        return f"{n / 1_000_000:g}M"
+    return f"{n / 1000:g}k" if n >= 1000 and n % 100 == 0 else str(n)
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds != seconds:  # NaN
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def read_measurements(sweep_dir: Path, report_csv: Path) -> dict[str, dict]:
+    """{env id: row of report.csv plus the budget its runs had}, for the groups of the sweep."""
+    budgets: dict[str, int] = {}
+    for cfg_file in sweep_dir.glob("*/config.yaml"):
+        cfg = yaml.safe_load(cfg_file.read_text()) or {}
+        steps = (cfg.get("algorithm") or {}).get("total_steps")
+        if steps is not None:
+            budgets[(cfg.get("env") or {}).get("id")] = int(steps)
+    with report_csv.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for row in rows:
+        env = row["env"]
+        if env in out:  # several groups for one task (extra overrides that differ): keep the first
+            continue
+        out[env] = {**row, "budget": budgets.get(env)}
+    return out
+
+
+def _num(row: dict, key: str) -> float:
+    try:
+        return float(row[key])
+    except (KeyError, ValueError):
+        return float("nan")
+
+
+def _int(x: float) -> str:
+    text = f"{x:.0f}"
+    return "0" if text == "-0" else text
+
+
+def return_cell(row: dict) -> str:
+    mean, lo, hi = _num(row, "final_mean"), _num(row, "final_ci_low"), _num(row, "final_ci_high")
+    return _int(mean) if lo != lo else f"{_int(mean)} [{_int(lo)}, {_int(hi)}]"
+
+
+def learning_markdown(measured: dict[str, dict], command: list[str], sweep_dir: Path) -> str:
+    when = datetime.date.today().isoformat()
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    lines = [
+        "# Learning table",
+        "",
+        f"Measured {when} on {machine} by `python scripts/learning_table.py`, which ran",
+        "",
+        "```",
+        " ".join(command),
+        "```",
+        "",
+        f"and `sac-report {sweep_dir}`. Final: the last evaluation's mean return (over algorithm.nb_evals",
+        "deterministic episodes, 10 in every preset), averaged over the seeds, with a 95% bootstrap confidence",
+        "interval; best: the best evaluation, averaged likewise. Wall time and steps/s are per run, evaluations",
+        "included.",
+        "",
+        "| task | budget (env steps) | seeds | final return [95% CI] | best return | wall time per run | steps/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for env, row in measured.items():
+        budget = fmt_steps(row["budget"]) if row.get("budget") else "-"
+        lines.append(
+            f"| {env} | {budget} | {row['seeds']} | {return_cell(row)} | {_int(_num(row, 'best_mean'))} | "
+            f"{fmt_time(_num(row, 'wall_time_s'))} | {_num(row, 'steps_per_second'):.0f} |"
+        )
+    lines += ["", "![evaluation return against env steps, one panel per task](learning.png)", ""]
+    return "\n".join(lines)
+
+
+def presets_table(measured: dict[str, dict] | None = None) -> str:
+    """The README's table of env presets: task, budget, networks from each composed preset; the measured
+    return and wall time from a learning-table sweep where it covered the preset, TODO elsewhere."""
+    from hydra import compose, initialize_config_module
+
+    from sac_runner import presets
+
+    presets.register_env_configs()
+    measured = measured or {}
+    lines = [
+        "| preset | suite | task | budget (env steps) | networks | final return, mean over seeds | wall time per run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    titles = {**{k: v[0] for k, v in presets.SUITES.items()}, "other": "other"}
+    with initialize_config_module("sac_runner.conf", version_base="1.3"):
+        for name in sorted(presets.preset_names(), key=lambda n: (list(titles).index(presets.suite(n)), n)):
+            cfg = compose("config", overrides=[f"env={name}"])
+            task = presets.preset_description(name).split(";")[0].rstrip(".")
+            sizes = "-".join(map(str, cfg.architecture.critic_hidden_sizes))
+            row = measured.get(name)
+            if row is not None and row.get("budget") == cfg.algorithm.total_steps:
+                result = f"{return_cell(row)} ({row['runs']} seeds)"
+                wall = fmt_time(_num(row, "wall_time_s"))
+            else:
+                result = wall = TODO
+            lines.append(
+                f"| `{name}` | {titles[presets.suite(name)]} | {task} | {fmt_steps(cfg.algorithm.total_steps)} | "
+                f"{sizes} | {result} | {wall} |"
+            )
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, measured: dict[str, dict]) -> None:
+    text = readme.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"learning_table.py: error: {readme} has no {START} ... {END} block")
+    table = presets_table(measured)
+    readme.write_text(pattern.sub(lambda _: f"{START}\n{table}\n{END}", text))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envs", nargs="+", default=DEFAULT_ENVS, help="env presets (or any ids) to train")
+    ap.add_argument("--all", action="store_true", help="every env preset in conf/env/")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--budget", type=int, default=None, help="env steps for every task (default: each preset's)")
+    ap.add_argument("--eval-interval", type=int, default=None, help="for every task (default: each preset's)")
+    ap.add_argument("--jobs", type=int, default=1, help="jobs at a time (hydra/launcher=parallel; needs .[sweep])")
+    ap.add_argument("--sweep-dir", type=Path, default=None, help="default: outputs/learning_table/<date>_<time>")
+    ap.add_argument("--report-only", type=Path, default=None, help="skip training: report this finished sweep")
+    ap.add_argument("--figures", type=Path, default=ROOT / "outputs" / "figures", help="where the table and plot go")
+    ap.add_argument("--readme", type=Path, default=None, help="also fill the presets table of this README")
+    ap.add_argument("--print-presets-table", action="store_true", help="print the README's presets table and exit")
+    ap.add_argument("overrides", nargs="*", help="extra sac-train overrides, after --")
+    args = ap.parse_args()
+    if args.print_presets_table:
+        print(presets_table())
+        return 0
+    if args.all:
+        from sac_runner import presets
+
+        args.envs = list(presets.preset_names())
+
+    if args.report_only is not None:
+        sweep_dir = args.report_only
+        try:  # the command that made it, from Hydra's record of the sweep
+            task = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            task = ["..."]
+        command = ["sac-train", "-m", *task, f"hydra.sweep.dir={sweep_dir}"]
+    else:
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        sweep_dir = args.sweep_dir or Path("outputs") / "learning_table" / stamp
+        command = sweep_command(args, sweep_dir)
+        runs = len(args.envs) * len(args.seeds)
+        print(f"learning_table.py: {runs} runs into {sweep_dir}\n  {' '.join(command)}", flush=True)
+        status = subprocess.run(command).returncode
+        command = ["sac-train", *command[len(sac_train_command()) :]]  # as a user types it
+        if status != 0 and not any(sweep_dir.glob("*/summary.json")):
+            return status  # nothing to report (a failed jobs' list is printed by sac-train, and reported below)
+
+    report_dir = sweep_dir / "report"
+    status = subprocess.run([*sac_report_command(), str(sweep_dir), "--out", str(report_dir)]).returncode
+    if status != 0:
+        return status
+    measured = read_measurements(sweep_dir, report_dir / "report.csv")
+    args.figures.mkdir(parents=True, exist_ok=True)
+    (args.figures / "learning.md").write_text(learning_markdown(measured, command, sweep_dir))
+    shutil.copyfile(report_dir / "report.png", args.figures / "learning.png")
+    print(f"learning_table.py: wrote {args.figures / 'learning.md'} and {args.figures / 'learning.png'}")
+    if args.readme is not None:
+        update_readme(args.readme, measured)
+        print(f"learning_table.py: filled the presets table of {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    sys.exit(main())
