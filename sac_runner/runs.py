@@ -6,6 +6,7 @@ directory (`outputs/multirun/<date>/<time>/<n>/`) is one as well; the sweep dire
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -94,6 +95,16 @@ def _hydra_subdir_resolver(resume, stamp: str) -> str:
     return ".hydra" if resume is None else f".hydra/resume-{stamp}"
 
 
+def _job_logger_levels(config: DictConfig) -> None:
+    """Give the loggers named in hydra.job_logging their levels now: Hydra applies them only when the job
+    starts, and the environment checked before that may already log (PyOpenGL's INFO line on import)."""
+    loggers = OmegaConf.select(config, "hydra.job_logging.loggers") or {}
+    for name, spec in loggers.items():
+        level = spec.get("level") if isinstance(spec, DictConfig) else None
+        if level is not None:
+            logging.getLogger(str(name)).setLevel(level)
+
+
 class RunDirCallback(Callback):
     """Hydra callback (conf/config.yaml: hydra.callbacks.run_dir). Before Hydra creates the run directory,
     check it: a resume must name an existing run, a new directory must be creatable; and check the
@@ -111,6 +122,7 @@ class RunDirCallback(Callback):
                 except ConfigError as e:
                     raise ConfigError(f"resume={resume}: {e}") from None
             else:  # a resume's environment is the run's own, checked with its config
+                _job_logger_levels(config)
                 validate_env(config)
             check_writable_dir(config.hydra.run.dir, create=True)
         except ConfigError as e:
