@@ -83,7 +83,8 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        weight, bias = self.weight, self.bias
+        weight: torch.Tensor = self.weight
+        bias: torch.Tensor = self.bias
         if detach_params:  # gradients reach x but not this layer's parameters
             weight, bias = weight.detach(), bias.detach()
         if weight.shape[-1] == 1:

@@ -123,7 +123,9 @@ class SAC(nn.Module):
             self.log_alpha.copy_(state["log_alpha"].to(self.log_alpha.device))
         saved = state["optimizers"]
         if isinstance(saved, dict):  # checkpoint format <= 2: one optimizer state per network, by name
-            saved = [merge_optimizer_states([saved[name] for name in self._optimized_by(opt)]) for opt in self.optimizers]
+            saved = [
+                merge_optimizer_states([saved[name] for name in self._optimized_by(opt)]) for opt in self.optimizers
+            ]
         if len(saved) != len(self.optimizers):
             raise ValueError(f"{len(saved)} saved optimizer states for {len(self.optimizers)} optimizers")
         for opt, opt_state in zip(self.optimizers, saved):

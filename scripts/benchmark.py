@@ -324,7 +324,7 @@ def main() -> int:
     ap.add_argument(
         "--ceiling",
         action="store_true",
-        help="also run scripts/gemm_ceiling.py: sac_runner's 256-256 update as a fraction of this machine's GEMM ceiling",
+        help="also run scripts/gemm_ceiling.py: sac_runner's 256-256 update against this machine's GEMM ceiling",
     )
     ap.add_argument("--per-seed", action="store_true", help="also print one row per run")
     ap.add_argument("--out", type=Path, default=None, help="directory for the per-run JSON and run directories")

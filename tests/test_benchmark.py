@@ -49,4 +49,9 @@ def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
         assert 0 < run["eval_s"] < run["wall_s"]
         assert 0 < run["learn_s"] < run["wall_s"] - run["eval_s"]  # the steps after learning_starts, less evaluations
     for r in rows:
-        assert r["train_sps"] > 0 and r["learn_sps"] > 0 and r["hidden"] == [64, 64] and r["steps_to_target"] in (150, 300, 400, None)
+        assert (
+            r["train_sps"] > 0
+            and r["learn_sps"] > 0
+            and r["hidden"] == [64, 64]
+            and r["steps_to_target"] in (150, 300, 400, None)
+        )

@@ -44,7 +44,7 @@ def test_sac_train_writes_a_complete_run_directory(tmp_path):
     for name in ("last.pt", "best.pt"):
         ckpt = torch.load(run / "checkpoints" / name, weights_only=True)
         assert ckpt["env_id"] == "CartPoleContinuous-v1" and ckpt["config"]["seed"] == 5
-        assert ckpt["format"] == 2 and {"agent", "progress", "obs_dim", "act_dim"} <= set(ckpt)
+        assert ckpt["format"] == 3 and {"agent", "progress", "obs_dim", "act_dim"} <= set(ckpt)
         assert set(ckpt["agent"]) == {"actor", "critic", "target_critic", "log_alpha", "optimizers"}
         assert ("resume" in ckpt) == (name == "last.pt")
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["env_steps"] == 300

@@ -131,7 +131,9 @@ def make_agent(learn_alpha=True, optimizer=torch.optim.SGD, grouped=False, **opt
     torch.manual_seed(0)
     actor, critic = SquashedGaussianActor(3, 2, [16, 16]), CriticEnsemble(3, 2, [16, 16])
     target = copy.deepcopy(critic)
-    agent = SAC(actor, critic, target, torch.tensor(0.0), gamma=0.99, tau=0.1, target_entropy=-2.0, learn_alpha=learn_alpha)
+    agent = SAC(
+        actor, critic, target, torch.tensor(0.0), gamma=0.99, tau=0.1, target_entropy=-2.0, learn_alpha=learn_alpha
+    )
     opt_kwargs.setdefault("lr", 0.1)
     groups = agent.param_groups()
     if grouped:
