@@ -179,10 +179,10 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
 
     A failure (any exception) or a divergence (a non-finite objective) is written to
     <job dir>/failed.json and reported on one line. Then, under the Optuna sweeper, the job raises
-    TrialFailed, which the sweeper records as a FAIL trial before going on (the preset sets
-    max_failure_rate=1; a NaN return instead would crash hydra-optuna-sweeper 1.3 with optuna 2).
-    Under the basic (grid) sweeper the job returns NaN, so every job runs; SweepCallback lists the
-    failures at the end and sets the exit status.
+    TrialFailed, which the sweeper (sac_runner/optuna_search.py) records as a FAIL trial before going
+    on. A trial its pruner stopped writes <job dir>/pruned.json instead and raises TrialPruned (a PRUNED
+    trial). Under the basic (grid) sweeper the job returns NaN, so every job runs; SweepCallback lists
+    the failures at the end and sets the exit status.
 
     A job stopped by a signal (SIGTERM from SLURM before its time limit: the trainer writes a
     resumable last.pt and exits with 128 + the signal number) is recorded the same way when it ran
