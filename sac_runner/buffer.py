@@ -28,8 +28,7 @@ class ReplayBuffer:
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0):
         self.capacity, self.device = int(capacity), torch.device(device)
         widths = {"obs": obs_dim, "act": act_dim, "rew": 1, "next_obs": obs_dim, "terminated": 1}
-        self.width = sum(widths.values())
-        self.storage = torch.zeros((self.capacity, self.width), dtype=torch.float32, device=self.device)
+        self.storage = torch.zeros((self.capacity, sum(widths.values())), dtype=torch.float32, device=self.device)
         self.columns, start = {}, 0
         for k, w in widths.items():  # rew and terminated are single columns, (capacity,) views
             self.columns[k] = slice(start, start + w) if k in ("obs", "act", "next_obs") else start

@@ -158,6 +158,18 @@ def grads(module):
     return [p.grad for p in module.parameters()]
 
 
+def update_alike(agents, data, seed):
+    """One update of each agent on the same batch, each from the same torch seed (the same noise draws)."""
+    for agent in agents:
+        torch.manual_seed(seed)
+        agent.update(data)
+
+
+def assert_same_parameters(a, b):
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+
+
 def test_gradients_land_only_where_they_should():
     agent, b = make_agent(), batch()
     q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.alpha, agent.gamma)
@@ -240,13 +252,8 @@ def test_state_dict_round_trip_continues_identically():
         a.update(batch())
     b = adam_agent()
     b.load_state_dict(copy.deepcopy(a.state_dict()))
-    data = batch()
-    torch.manual_seed(7)
-    a.update(data)
-    torch.manual_seed(7)
-    b.update(data)
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
-        assert torch.equal(pa, pb), name
+    update_alike((a, b), batch(), seed=7)
+    assert_same_parameters(a, b)
     for name, opt in zip(b.param_groups(), b.optimizers):
         assert opt.state_dict()["state"], f"{name} optimizer state was not restored"
 
@@ -256,12 +263,8 @@ def test_one_grouped_optimizer_updates_exactly_as_one_optimizer_per_network(fuse
     separate = make_agent(optimizer=torch.optim.Adam, lr=1e-2, fused=fused)
     grouped = make_agent(optimizer=torch.optim.Adam, grouped=True, lr=1e-2, fused=fused)
     for _ in range(3):
-        data = batch()
-        for agent in (separate, grouped):
-            torch.manual_seed(5)
-            agent.update(data)
-    for (name, pa), pb in zip(separate.named_parameters(), grouped.parameters()):
-        assert torch.equal(pa, pb), name
+        update_alike((separate, grouped), batch(), seed=5)
+    assert_same_parameters(separate, grouped)
 
 
 def test_per_network_optimizer_states_of_checkpoint_format_2_load_into_one_grouped_optimizer():
@@ -272,12 +275,8 @@ def test_per_network_optimizer_states_of_checkpoint_format_2_load_into_one_group
     state["optimizers"] = dict(zip(old.param_groups(), state["optimizers"]))  # format 2: by network name
     new = make_agent(optimizer=torch.optim.Adam, grouped=True, lr=1e-2)
     new.load_state_dict(state)
-    data = batch()
-    for agent in (old, new):
-        torch.manual_seed(9)
-        agent.update(data)
-    for (name, pa), pb in zip(old.named_parameters(), new.parameters()):
-        assert torch.equal(pa, pb), name
+    update_alike((old, new), batch(), seed=9)
+    assert_same_parameters(old, new)
 
 
 def test_gradient_clipping_bounds_the_norm():
