@@ -66,9 +66,18 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def sample(self, batch_size: int) -> Batch:
+        """A uniform batch of `batch_size` stored transitions (with replacement)."""
+        return self.gather(self.sample_indices(batch_size))
+
+    def sample_indices(self, batch_size: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """`batch_size` uniform row indices into the stored transitions, written into `out` when given (a
+        fixed index tensor that a captured CUDA graph reads). Drawing them takes no host synchronisation."""
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
+        return torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator, out=out)
+
+    def gather(self, idx: torch.Tensor) -> Batch:
+        """The transitions at rows `idx`, as one Batch (a single gather of whole rows)."""
         rows = self.storage[idx]
         return Batch(*(rows[:, self.columns[k]] for k in FIELDS))
 

@@ -221,6 +221,8 @@ def validate(cfg: DictConfig) -> DictConfig:
             _int(cfg, "threads", 1, "1 (or threads=auto)")
         if _get(cfg, "compile") is not None:  # None: a run config from before the key existed
             _choice(cfg, "compile", [False, True])
+        if _get(cfg, "cuda_graph") is not None:
+            _choice(cfg, "cuda_graph", [False, True])
         _choice(cfg, "objective.metric", list(OBJECTIVES))
         _int(cfg, "objective.last", 1, 3)
 

@@ -32,6 +32,7 @@ RESUME_OVERRIDABLE = (
     "device",
     "threads",
     "compile",
+    "cuda_graph",
 )
 
 

@@ -19,8 +19,9 @@ from omegaconf import OmegaConf
 from sac_runner.agent import make_agent, resolve_device
 from sac_runner.buffer import ReplayBuffer
 from sac_runner.checkpoint import Resumed, RunState, load_checkpoint, save_checkpoint, seed_everything
+from sac_runner.cuda_graphs import loop_steps
 from sac_runner.envs import ActionScaler, flat_size, make_vector_env, transition_next_obs
-from sac_runner.evaluation import evaluate, policy_action, record_video
+from sac_runner.evaluation import evaluate, record_video
 from sac_runner.logger import RunLogger, TrainingError, first_non_finite
 from sac_runner.signals import StopSignals
 from sac_runner.sweep import job_threads
@@ -81,10 +82,15 @@ class Trainer:
         self.act_dim = flat_size(self.envs.single_action_space)
         self.scaler = ActionScaler(self.envs.single_action_space)
         self.agent = make_agent(cfg, obs_dim, self.act_dim, self.device)
-        if cfg.get("compile"):  # opt-in: torch.compile of the losses; on a GPU also captured as CUDA graphs
-            self.agent.compile("reduce-overhead" if self.device.type == "cuda" else None)
+        # on a GPU the update and the collection policy are captured as CUDA graphs (cuda_graphs.py)
+        graphs = self.device.type == "cuda" and cfg.get("cuda_graph") is not False
+        if cfg.get("compile"):  # opt-in torch.compile of the losses; on a GPU without our graphs, torch's own
+            self.agent.compile("reduce-overhead" if self.device.type == "cuda" and not graphs else None)
         capacity = min(self.algo.buffer_size, self.algo.total_steps + self.algo.n_envs)
         self.buffer = ReplayBuffer(capacity, obs_dim, self.act_dim, self.device, seed=cfg.seed)
+        self.update_step, self.policy = loop_steps(
+            self.agent, self.buffer, self.algo.batch_size, self.algo.n_envs, obs_dim, graphs
+        )
         self.state = RunState(cfg, self.agent, self.buffer, self.envs, obs_dim, self.act_dim)
         self.progress = self.state.progress
         self.resumed: Resumed | None = None
@@ -163,7 +169,7 @@ class Trainer:
         if p.env_steps < algo.learning_starts:
             act = s.rng.uniform(-1.0, 1.0, size=(algo.n_envs, self.act_dim)).astype(np.float32)
         else:
-            act = policy_action(self.agent.actor, s.obs, self.device, deterministic=False)
+            act = self.policy(s.obs)
         next_obs, rew, term, trunc, infos = self.envs.step(self.scaler.to_env(act))
         done = term | trunc
         # the stored s' is the real last observation of a finished episode, never a reset observation;
@@ -189,7 +195,7 @@ class Trainer:
         p.update_debt += algo.n_envs * algo.utd_ratio
         stats = None
         while p.update_debt >= 1.0:
-            stats = self.agent.update(self.buffer.sample(algo.batch_size))
+            stats = self.update_step()
             p.updates += 1
             p.update_debt -= 1.0
         if stats is not None:

@@ -94,7 +94,6 @@ def run_sac_runner(cfg, out_dir: Path) -> dict:
 
 def run_sb3(cfg) -> dict:
     import numpy as np
-    import torch
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -138,7 +137,7 @@ def run_sb3(cfg) -> dict:
             "activation_fn": ACTIVATIONS[arch.activation],
         },
         seed=int(cfg.seed),
-        device="cpu",
+        device=str(cfg.device),  # cpu, cuda or auto, as sac_runner's side
         verbose=0,
     )
     eval_envs = make_vector_env(cfg.env, int(algo.nb_evals))
@@ -163,7 +162,7 @@ def run_sb3(cfg) -> dict:
                     self.next_eval += int(algo.eval_interval)
                 t0 = time.perf_counter()
                 seeds = rng.integers(0, 2**31 - 1, size=int(algo.nb_evals))
-                mean = float(evaluate(Actor(), eval_envs, seeds, torch.device("cpu")).mean())
+                mean = float(evaluate(Actor(), eval_envs, seeds, model.device).mean())
                 self.eval_s += time.perf_counter() - t0
                 self.eval_s_learn += time.perf_counter() - t0
                 self.curve.append([step, time.perf_counter() - start, mean])
