@@ -33,9 +33,9 @@ timeout 300 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py 2>&
 echo "== HalfCheetah-v5 256-256 on the GPU (learning phase steps/s; learning_starts 5000)"
 bench sb3 9000 sb3
 bench eager 10000 sac_runner cuda_graph=false
-bench graphs 25000 sac_runner
-bench graphs-compiled 25000 sac_runner compile=true
-bench graphs-seed1 25000 sac_runner seed=1
+bench graphs 20000 sac_runner
+bench graphs-compiled 20000 sac_runner compile=true
+bench graphs-seed1 20000 sac_runner seed=1
 
 echo "== one loop step, HalfCheetah-v5 256-256"
 timeout 120 "$py" scripts/loop_profile.py --env HalfCheetah-v5 --calls 2000 -- device=cuda 2>&1 | tail -7
