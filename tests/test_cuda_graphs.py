@@ -131,7 +131,7 @@ def test_graphed_policy_acts_as_the_eager_policy():
 def test_a_gpu_run_trains_checkpoints_and_resumes_with_graphs(tmp_path):
     """A short run on the GPU with captured graphs, then a resume that extends it: the resumed optimizer
     state comes from the checkpoint (capturable off there) and is captured again."""
-    trainer = make_trainer(tmp_path / "run", "device=cuda", "algorithm.total_steps=200")
+    trainer = make_trainer(tmp_path / "run", "device=cuda", "algorithm.total_steps=200", "algorithm.utd_ratio=1")
     assert isinstance(trainer.update_step, GraphedUpdateStep) and isinstance(trainer.policy, GraphedPolicy)
     summary = train(trainer)
     assert summary["updates"] == 100 and trainer.update_step.graph is not None
@@ -139,7 +139,7 @@ def test_a_gpu_run_trains_checkpoints_and_resumes_with_graphs(tmp_path):
 
     from sac_runner.checkpoint import load_checkpoint
 
-    resumed = make_trainer(tmp_path / "run", "device=cuda", "algorithm.total_steps=300")
+    resumed = make_trainer(tmp_path / "run", "device=cuda", "algorithm.total_steps=300", "algorithm.utd_ratio=1")
     resumed.resume(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", map_location="cuda"))
     summary = train(resumed)
     assert summary["env_steps"] == 300 and summary["updates"] == 200
@@ -148,6 +148,6 @@ def test_a_gpu_run_trains_checkpoints_and_resumes_with_graphs(tmp_path):
 
 @cuda
 def test_cuda_graph_false_keeps_the_eager_steps_on_a_gpu(tmp_path):
-    trainer = make_trainer(tmp_path / "run", "device=cuda", "cuda_graph=false")
+    trainer = make_trainer(tmp_path / "run", "device=cuda", "cuda_graph=false", "algorithm.utd_ratio=1")
     assert type(trainer.update_step) is UpdateStep and type(trainer.policy) is Policy
     assert train(trainer)["updates"] == 200
