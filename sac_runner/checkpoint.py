@@ -77,6 +77,17 @@ def derived_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence([int(e) for e in entropy]).generate_state(1)[0] >> 1)
 
 
+def to_host(tree):
+    """`tree` (dicts, lists, tuples of tensors and plain values) with every tensor on the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        return {k: to_host(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_host(v) for v in tree)
+    return tree
+
+
 def global_rng_states() -> dict:
     """Python's, NumPy's and torch's global generator states, as plain containers and tensors."""
     version, internal, gauss = random.getstate()
@@ -101,10 +112,11 @@ def set_global_rng_states(state: dict) -> None:
     np.random.set_state(
         ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
-    torch.set_rng_state(state["torch"])
+    # RNG states are CPU byte tensors, also in a checkpoint loaded with map_location="cuda"
+    torch.set_rng_state(state["torch"].cpu())
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
 class RunState:
@@ -179,7 +191,7 @@ class RunState:
         for k, v in ckpt.progress.items():
             if k in known:  # keys a later version may add are left alone
                 setattr(p, k, v)
-        r = ckpt.resume
+        r = to_host(ckpt.resume)  # host state, also from a checkpoint loaded with map_location="cuda"
         try:
             self.buffer.load_state_dict(r["buffer"])
         except (ValueError, KeyError, RuntimeError) as e:
