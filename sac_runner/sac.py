@@ -171,6 +171,7 @@ class SAC(nn.Module):
             a_loss = alpha_loss(self.log_alpha, logp, self.target_entropy)
             total = total + a_loss
             stats["loss/alpha"] = a_loss.detach()
+        stats["loss/total"] = total.detach()  # finite exactly when every loss is: the loop checks this one
         return total, stats
 
     def compile(self, mode: str | None = None) -> None:  # type: ignore[override]

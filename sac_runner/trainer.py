@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -208,14 +209,11 @@ class Trainer:
     def check_losses(self) -> None:
         """Stop with a one-line TrainingError if the last gradient step's losses are not finite."""
         stats, p = self.state.stats, self.progress
-        if stats is None:
+        if stats is None or math.isfinite(float(stats["loss/total"])):  # one value read back per step
             return
-        losses = [(k, v) for k, v in stats.items() if k.startswith("loss/")]
-        if not torch.isfinite(torch.stack([v for _, v in losses])).all():  # one check, then find which
-            bad = first_non_finite(losses)
-            assert bad is not None  # the stacked check above saw a non-finite loss
-            name, value = bad
-            raise self.logger.non_finite(name.replace("loss/", "") + " loss", value, p.env_steps, p.updates)
+        losses = [(k, v) for k, v in stats.items() if k.startswith("loss/") and k != "loss/total"]
+        name, value = first_non_finite(losses) or ("loss/total", float(stats["loss/total"]))  # or it overflowed
+        raise self.logger.non_finite(name.replace("loss/", "") + " loss", value, p.env_steps, p.updates)
 
     def evaluate(self) -> Evaluation:
         """Deterministic episodes on the evaluation envs; then best.pt (on a new best) and last.pt."""
