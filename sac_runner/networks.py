@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,6 +59,62 @@ class SquashedGaussianActor(nn.Module):
         if deterministic:
             return torch.tanh(mean)
         return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+
+
+class NumpyActor:
+    """`SquashedGaussianActor.act` in NumPy, for the few observations of one collection step on the CPU,
+    where torch's per-operation overhead costs several times the arithmetic (a 64-64 actor for one
+    observation: about 16 µs against 65 µs).
+
+    It reads NumPy views of the actor's parameters, which the optimizer and load_state_dict update in
+    place, so it always acts with the current weights. Its noise comes from torch's default generator,
+    drawn as `act` draws it, so both give the same actions up to float32 rounding. Only actors on the CPU
+    with a ReLU or tanh backbone are supported (`supports`).
+    """
+
+    ACTIVATIONS: dict[type, Callable[[np.ndarray], np.ndarray]] = {
+        nn.ReLU: lambda x: np.maximum(x, 0.0),
+        nn.Tanh: np.tanh,
+    }
+
+    def __init__(self, actor: SquashedGaussianActor):
+        if not self.supports(actor):
+            raise ValueError("NumpyActor needs a float32 actor on the CPU with a relu or tanh backbone")
+
+        def view(layer: nn.Linear) -> tuple[np.ndarray, np.ndarray]:  # x @ W.T + b as x @ view[0] + view[1]
+            return layer.weight.detach().numpy().T, layer.bias.detach().numpy()
+
+        self.layers = [view(m) for m in actor.backbone if isinstance(m, nn.Linear)]
+        acts = [type(m) for m in actor.backbone if not isinstance(m, nn.Linear)]
+        self.activation = self.ACTIVATIONS[acts[0]] if acts else (lambda x: x)
+        self.mean, self.log_std = view(actor.mean), view(actor.log_std)
+        self.log_std_min, self.log_std_max = actor.log_std_min, actor.log_std_max
+
+    @classmethod
+    def supports(cls, actor: nn.Module) -> bool:
+        params = list(actor.parameters())
+        kinds = {type(m) for m in getattr(actor, "backbone", [])} - {nn.Linear}
+        return (
+            isinstance(actor, SquashedGaussianActor)
+            and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params)
+            and len(kinds) <= 1
+            and kinds <= set(cls.ACTIVATIONS)
+        )
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        with np.errstate(all="ignore"):  # a diverged actor gives inf / NaN quietly, as torch does
+            return self._act(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1), deterministic)
+
+    def _act(self, h: np.ndarray, deterministic: bool) -> np.ndarray:
+        for w, b in self.layers:
+            h = self.activation(h @ w + b)
+        mean = h @ self.mean[0] + self.mean[1]
+        if deterministic:
+            return np.tanh(mean)
+        log_std = np.tanh(h @ self.log_std[0] + self.log_std[1])
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1.0)
+        noise = torch.randn(mean.shape).numpy()  # the draw of actor.act's randn_like(mean)
+        return np.tanh(mean + np.exp(log_std) * noise)
 
 
 def squashed_log_prob(u: torch.Tensor, noise: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:

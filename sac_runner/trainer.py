@@ -20,10 +20,10 @@ from omegaconf import OmegaConf
 from sac_runner.agent import make_agent, resolve_device
 from sac_runner.buffer import ReplayBuffer
 from sac_runner.checkpoint import Resumed, RunState, load_checkpoint, save_checkpoint, seed_everything
-from sac_runner.cuda_graphs import loop_steps
 from sac_runner.envs import ActionScaler, flat_size, make_vector_env, transition_next_obs
 from sac_runner.evaluation import evaluate, record_video
 from sac_runner.logger import RunLogger, TrainingError, first_non_finite
+from sac_runner.loop_steps import loop_steps
 from sac_runner.signals import StopSignals
 from sac_runner.sweep import job_threads
 
@@ -83,7 +83,7 @@ class Trainer:
         self.act_dim = flat_size(self.envs.single_action_space)
         self.scaler = ActionScaler(self.envs.single_action_space)
         self.agent = make_agent(cfg, obs_dim, self.act_dim, self.device)
-        # on a GPU the update and the collection policy are captured as CUDA graphs (cuda_graphs.py)
+        # on a GPU the update and the collection policy are captured as CUDA graphs (loop_steps.py)
         graphs = self.device.type == "cuda" and cfg.get("cuda_graph") is not False
         if cfg.get("compile"):  # opt-in torch.compile of the losses; on a GPU without our graphs, torch's own
             self.agent.compile("reduce-overhead" if self.device.type == "cuda" and not graphs else None)

@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 nproc
 
 echo "== CUDA tests"
-timeout 300 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py 2>&1 | tee "$out/tests.log" | tail -4
+timeout 300 "$py" -m pytest -q -p no:cacheprovider tests/test_loop_steps.py 2>&1 | tee "$out/tests.log" | tail -4
 
 echo "== HalfCheetah-v5 256-256 on the GPU (learning phase steps/s; learning_starts 5000)"
 bench sb3 9000 sb3

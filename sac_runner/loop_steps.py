@@ -1,5 +1,5 @@
-"""The loop's two pieces of GPU work, the gradient step and the collection policy, as callables; on a GPU,
-captured once as CUDA graphs and replayed.
+"""The loop's two hot calls, the gradient step and the collection policy, as callables: on a GPU captured
+once as CUDA graphs and replayed; on the CPU the policy runs in NumPy (networks.NumpyActor).
 
 A SAC update at 256-256 is some sixty small kernels (forward, backward, Adam, Polyak), and on a GPU launching
 them one by one from Python takes longer than running them. A CUDA graph records the kernels of one call
@@ -23,7 +23,7 @@ import torch
 
 from sac_runner.buffer import ReplayBuffer
 from sac_runner.evaluation import policy_action
-from sac_runner.networks import SquashedGaussianActor
+from sac_runner.networks import NumpyActor, SquashedGaussianActor
 from sac_runner.sac import SAC
 
 Stats = dict[str, torch.Tensor]
@@ -72,12 +72,16 @@ class GraphedUpdateStep(UpdateStep):
 
 
 class Policy:
-    """The collection policy: actor.act(obs, deterministic=False) for a batch of observations, as a NumPy array."""
+    """The collection policy: actor.act(obs, deterministic=False) for a batch of observations, as a NumPy array;
+    on the CPU computed in NumPy where the actor allows it (NumpyActor: a fraction of torch's overhead)."""
 
     def __init__(self, actor: SquashedGaussianActor, device: torch.device):
         self.actor, self.device = actor, device
+        self.numpy = NumpyActor(actor) if device.type == "cpu" and NumpyActor.supports(actor) else None
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.numpy is not None:
+            return self.numpy.act(obs, deterministic=False)
         return policy_action(self.actor, obs, self.device, deterministic=False)
 
 

@@ -1,4 +1,4 @@
-"""The loop's update step and collection policy (sac_runner/cuda_graphs.py): the eager pieces on CPU, and on a
+"""The loop's update step and collection policy (sac_runner/loop_steps.py): the eager pieces on CPU, and on a
 CUDA device (skipped without one) the captured graphs against the eager steps, a GPU run and its resume."""
 
 import copy
@@ -10,7 +10,8 @@ import torch
 from sac_runner.agent import make_agent
 from sac_runner.buffer import ReplayBuffer
 from sac_runner.config import ConfigError, validate
-from sac_runner.cuda_graphs import GraphedPolicy, GraphedUpdateStep, Policy, UpdateStep, loop_steps, make_capturable
+from sac_runner.loop_steps import GraphedPolicy, GraphedUpdateStep, Policy, UpdateStep, loop_steps, make_capturable
+from sac_runner.networks import NumpyActor, SquashedGaussianActor
 from sac_runner.runs import RESUME_OVERRIDABLE
 from tests.conftest import make_cfg, make_trainer, train
 
@@ -67,6 +68,44 @@ def test_update_step_is_one_update_on_a_sampled_batch():
         assert stats_a.keys() == stats_b.keys()
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_numpy_actor_acts_as_the_torch_actor_with_the_current_weights(activation):
+    """The CPU collection policy in NumPy: the same actions as actor.act (same noise draws), also after an
+    optimizer step and a load_state_dict changed the weights in place."""
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(OBS, ACT, [32, 16], activation)
+    other = SquashedGaussianActor(OBS, ACT, [32, 16], activation)
+    fast = NumpyActor(actor)
+    obs = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32)
+    opt = torch.optim.Adam(actor.parameters(), lr=0.1)
+
+    def check():
+        for deterministic in (True, False):
+            torch.manual_seed(1)
+            with torch.no_grad():
+                want = actor.act(torch.from_numpy(obs), deterministic).numpy()
+            torch.manual_seed(1)
+            got = fast.act(obs, deterministic)
+            assert got.dtype == np.float32 and got.shape == (4, ACT)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+    check()
+    actor.sample(torch.from_numpy(obs))[1].sum().backward()
+    opt.step()
+    check()
+    actor.load_state_dict(other.state_dict())
+    check()
+
+
+def test_the_cpu_policy_uses_numpy_where_the_actor_allows_it():
+    relu = agent_on("cpu")
+    assert Policy(relu.actor, torch.device("cpu")).numpy is not None
+    elu = agent_on("cpu", "architecture.activation=elu")
+    assert not NumpyActor.supports(elu.actor) and Policy(elu.actor, torch.device("cpu")).numpy is None
+    obs = np.zeros((1, OBS), np.float32)
+    assert Policy(elu.actor, torch.device("cpu"))(obs).shape == (1, ACT)  # the torch path
 
 
 def test_make_capturable_turns_capturable_on_for_every_group():
