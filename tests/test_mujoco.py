@@ -2,6 +2,7 @@
 Needs the mujoco extra, which the test extra includes."""
 
 import imageio.v3 as iio
+import pytest
 
 from tests.conftest import run_cli
 
@@ -11,6 +12,7 @@ def run(tool, *args, cwd):
     return run_cli(tool, *args, cwd=cwd, drop_env=("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY"))
 
 
+@pytest.mark.system
 def test_halfcheetah_trains_records_and_replays_headless(tmp_path):
     proc = run("sac-train", "experiment=smoke", "env=generic", "env.id=HalfCheetah-v5", "progress=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -103,6 +103,7 @@ def pruned_search(tmp_path_factory):
     return cwd / "sweep", proc
 
 
+@pytest.mark.system
 def test_pruned_multi_seed_search(pruned_search):
     sweep_dir, proc = pruned_search
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -128,6 +129,7 @@ def test_pruned_multi_seed_search(pruned_search):
     assert "PRUNED" in proc.stdout
 
 
+@pytest.mark.system
 def test_report_lists_pruned_runs_apart(pruned_search, tmp_path):
     sweep_dir, _ = pruned_search
     assert report.main([str(sweep_dir), "--no-plot", "--out", str(tmp_path)]) == 0
@@ -140,6 +142,7 @@ def test_report_lists_pruned_runs_apart(pruned_search, tmp_path):
     assert pruned and complete and len(pruned) + len(complete) == 8
 
 
+@pytest.mark.system
 def test_hparams_in_tensorboard(pruned_search):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -163,6 +166,7 @@ def test_hparams_in_tensorboard(pruned_search):
         assert hp["trial"].number_value == int(job) // 2
 
 
+@pytest.mark.system
 def test_parallel_search_with_seeds_in_parallel(tmp_path):
     """joblib: 2 trials x 2 seeds launched together, 2 jobs at a time, all reporting to one SQLite study."""
     proc = search_cli(
@@ -185,6 +189,7 @@ def test_parallel_search_with_seeds_in_parallel(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- bad input
+@pytest.mark.system
 def test_bad_search_input_is_one_line(pruned_search, tmp_path):
     sweep_dir, _ = pruned_search
     one_error_line(search_cli(tmp_path, "hparams_search.pruner.type=asha"), "hparams_search.pruner.type=asha")
@@ -213,6 +218,7 @@ def test_slurm_without_sbatch_is_one_line(tmp_path):
     one_error_line(proc, "sbatch, which is not on PATH")
 
 
+@pytest.mark.system
 def test_resume_keeps_one_hparams_entry(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

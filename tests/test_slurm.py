@@ -11,6 +11,9 @@ import yaml
 
 from tests.conftest import TINY, cli_command, run_cli
 
+# a real SLURM cluster: the system tier (pytest -m system), run by CI
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["experiment=smoke", "hydra.launcher.mem_gb=1"]
 

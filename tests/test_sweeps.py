@@ -192,6 +192,7 @@ def grid_sweep(tmp_path_factory):
     return cwd, proc
 
 
+@pytest.mark.system
 def test_joblib_multirun_two_by_two(grid_sweep):
     cwd, proc = grid_sweep
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -216,6 +217,7 @@ def test_joblib_multirun_two_by_two(grid_sweep):
     assert combos == {(f"seed={s}", f"algorithm.tau={t}") for s in (0, 1) for t in (0.005, 0.02)}
 
 
+@pytest.mark.system
 def test_report_on_the_grid_sweep(grid_sweep):
     cwd, proc = grid_sweep
     assert proc.returncode == 0
@@ -240,6 +242,7 @@ def test_report_on_the_grid_sweep(grid_sweep):
         assert png.text["Description"].startswith("2 groups:")
 
 
+@pytest.mark.system
 def test_a_failed_job_does_not_stop_a_grid_sweep(tmp_path):
     """Basic launcher: the invalid job is recorded, the others run; the exit status says one failed."""
     proc = sac_train(tmp_path, "seed=0", "algorithm.tau=1.5,0.01", f"hydra.sweep.dir={tmp_path / 'sweep'}")
@@ -257,6 +260,7 @@ def test_a_failed_job_does_not_stop_a_grid_sweep(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- optuna
+@pytest.mark.system
 def test_optuna_search_records_failed_trials_and_continues(tmp_path):
     import optuna
 
