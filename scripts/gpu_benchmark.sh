@@ -5,7 +5,7 @@
 # Pendulum-v1 learning check on the GPU.
 #
 #   pip install -e ".[mujoco,bench,test]"
-#   bash scripts/gpu_benchmark.sh [out dir]        # needs a CUDA device; about 6 minutes on one H100
+#   bash scripts/gpu_benchmark.sh [out dir]        # needs a CUDA device; about 5 minutes on one H100
 #
 # Every run is its own process, one after the other; each part has a time limit so that one stuck part
 # cannot take the others' time. Logs and the benchmark JSON go to the out dir (default outputs/gpu-benchmark).

@@ -55,3 +55,20 @@ def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
             and r["hidden"] == [64, 64]
             and r["steps_to_target"] in (150, 300, 400, None)
         )
+
+
+def test_loop_profile_times_each_piece_of_a_loop_step():
+    script = SCRIPT.with_name("loop_profile.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--calls", "20", "--", "architecture=small", "algorithm.learning_starts=300"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Pendulum-v1, 64-64, batch 256, device cpu")
+    for piece in ("policy", "environment step", "replay-buffer write", "gradient step", "whole loop step"):
+        (line,) = [x for x in lines if x.strip().startswith(piece)]
+        assert float(line.split()[-2]) > 0
+    assert lines[-1].strip().startswith("=>") and "steps/s" in lines[-1]
