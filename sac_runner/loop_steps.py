@@ -23,6 +23,7 @@ import torch
 
 from sac_runner.buffer import ReplayBuffer
 from sac_runner.evaluation import policy_action
+from sac_runner.logger import TrainingError
 from sac_runner.networks import NumpyActor, SquashedGaussianActor
 from sac_runner.sac import SAC
 
@@ -65,8 +66,14 @@ class GraphedUpdateStep(UpdateStep):
                 return _on_side_stream(self, self._step)
             make_capturable(self.agent.optimizers)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.stats = self._step()
+            try:
+                with torch.cuda.graph(self.graph):
+                    self.stats = self._step()
+            except RuntimeError as e:  # e.g. an optimizer that reads values back to the host while stepping
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise TrainingError(
+                    f"the update could not be captured as a CUDA graph ({reason}); train with cuda_graph=false"
+                ) from None
         self.graph.replay()
         return self.stats
 
