@@ -5,6 +5,7 @@
     python scripts/benchmark.py                                        # CartPoleContinuous-v1 preset, seeds 0 1 2
     python scripts/benchmark.py --env Pendulum-v1 --target -200
     python scripts/benchmark.py --steps 6000 --target none -- architecture=default algorithm.batch_size=256
+    python scripts/benchmark.py --env HalfCheetah-v5 --target none -- device=cuda   # both sides on a GPU
 
 Both implementations are configured from the same composed sac_runner config (the env preset plus any
 Hydra overrides after `--`): network sizes, learning rates, batch, buffer, discount, tau, learning_starts,
