@@ -102,6 +102,7 @@ class GraphedPolicy(Policy):
         self.warmup, self.calls = int(warmup), 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.act = torch.empty(0)
+        self._stream: torch.cuda.Stream | None = None
 
     def _act(self) -> torch.Tensor:
         with torch.no_grad():
@@ -123,7 +124,7 @@ class GraphedPolicy(Policy):
 def _on_side_stream(owner, fn: Callable):
     """fn() on a side stream that the current one then waits for, as CUDA graph capture requires of the
     calls before it."""
-    stream = owner._stream = getattr(owner, "_stream", None) or torch.cuda.Stream()
+    stream = owner._stream = owner._stream or torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         out = fn()
@@ -147,7 +148,7 @@ def make_capturable(optimizers: list[torch.optim.Optimizer]) -> None:
 
 def loop_steps(agent: SAC, buffer: ReplayBuffer, batch_size: int, n_envs: int, obs_dim: int, graphs: bool):
     """The (update step, collection policy) pair the training loop uses: captured as CUDA graphs when
-    `graphs` and the agent is on a GPU, else plain eager calls."""
+    `graphs` and the agent is on a GPU, else eager calls (the policy in NumPy on the CPU where it can)."""
     device = buffer.device
     if graphs and device.type == "cuda":
         return GraphedUpdateStep(agent, buffer, batch_size), GraphedPolicy(agent.actor, device, n_envs, obs_dim)
