@@ -96,7 +96,7 @@ class ReplayBuffer:
         fit are kept; a buffer that never wrapped keeps its exact layout, so sampling stays identical.
         """
         saved_capacity, pos, size = int(state["capacity"]), int(state["pos"]), int(state["size"])
-        self.generator.set_state(state["generator"].cpu())  # a CPU byte tensor, whatever map_location said
+        self.generator.set_state(state["generator"])
         self.pos, self.size = 0, 0
         if "data" not in state:
             return

@@ -112,11 +112,10 @@ def set_global_rng_states(state: dict) -> None:
     np.random.set_state(
         ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
-    # RNG states are CPU byte tensors, also in a checkpoint loaded with map_location="cuda"
-    torch.set_rng_state(state["torch"].cpu())
+    torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+        torch.cuda.set_rng_state_all(cuda)
 
 
 class RunState:
@@ -191,7 +190,8 @@ class RunState:
         for k, v in ckpt.progress.items():
             if k in known:  # keys a later version may add are left alone
                 setattr(p, k, v)
-        r = to_host(ckpt.resume)  # host state, also from a checkpoint loaded with map_location="cuda"
+        # host state (RNG states must be CPU byte tensors), also from a checkpoint loaded with map_location="cuda"
+        r = to_host(ckpt.resume)
         try:
             self.buffer.load_state_dict(r["buffer"])
         except (ValueError, KeyError, RuntimeError) as e:

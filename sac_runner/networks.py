@@ -25,6 +25,11 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, activation: str
     return nn.Sequential(*layers)
 
 
+def scale_log_std(t, log_std_min: float, log_std_max: float):
+    """Map t in [-1, 1] (a tanh) onto [log_std_min, log_std_max]; for torch tensors and NumPy arrays alike."""
+    return log_std_min + 0.5 * (log_std_max - log_std_min) * (t + 1.0)
+
+
 class SquashedGaussianActor(nn.Module):
     """pi(a|s) = tanh(N(mu(s), sigma(s))): actions in [-1, 1]^act_dim."""
 
@@ -39,9 +44,7 @@ class SquashedGaussianActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.backbone(obs)
         # squash log sigma smoothly into [min, max] (no dead gradient as with clamp)
-        log_std = torch.tanh(self.log_std(h))
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1.0)
-        return self.mean(h), log_std
+        return self.mean(h), scale_log_std(torch.tanh(self.log_std(h)), self.log_std_min, self.log_std_max)
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action and its log-probability (summed over action dims)."""
@@ -111,8 +114,7 @@ class NumpyActor:
         mean = h @ self.mean[0] + self.mean[1]
         if deterministic:
             return np.tanh(mean)
-        log_std = np.tanh(h @ self.log_std[0] + self.log_std[1])
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1.0)
+        log_std = scale_log_std(np.tanh(h @ self.log_std[0] + self.log_std[1]), self.log_std_min, self.log_std_max)
         noise = torch.randn(mean.shape).numpy()  # the draw of actor.act's randn_like(mean)
         return np.tanh(mean + np.exp(log_std) * noise)
 

@@ -45,11 +45,15 @@ def _conf():
     return files("sac_runner.conf")
 
 
+def _options(group: str) -> list[str]:
+    """The options of a config group shipped in conf/<group>/, sorted."""
+    return sorted(p.name[: -len(".yaml")] for p in _conf().joinpath(group).iterdir() if p.name.endswith(".yaml"))
+
+
 @cache
 def preset_names() -> tuple[str, ...]:
     """The env presets shipped in conf/env/ (without `generic`), sorted."""
-    names = (p.name[: -len(".yaml")] for p in _conf().joinpath(GROUP).iterdir() if p.name.endswith(".yaml"))
-    return tuple(sorted(n for n in names if n != GENERIC))
+    return tuple(n for n in _options(GROUP) if n != GENERIC)
 
 
 @cache
@@ -203,9 +207,8 @@ def _group_lines() -> list[str]:
     """The other config groups and their options, one line each."""
     lines = []
     for group in ("algorithm", "architecture", "optimizer", "experiment", "hparams_search"):
-        options = sorted(p.name[: -len(".yaml")] for p in _conf().joinpath(group).iterdir() if p.name.endswith(".yaml"))
         name = "optimizer@actor_optimizer (also critic_, entropy_coef_)" if group == "optimizer" else group
-        lines.append(f"  {name}: {', '.join(options)}")
+        lines.append(f"  {name}: {', '.join(_options(group))}")
     return lines
 
 
