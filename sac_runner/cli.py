@@ -1,4 +1,4 @@
-"""Console entry points. `sac-train` is a Hydra app over the config tree in conf/."""
+"""`sac-train`: a Hydra app over the config tree in conf/ that trains one run, or each job of a sweep."""
 
 from __future__ import annotations
 
@@ -8,16 +8,23 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sac_runner import hparams, presets, runs, sweep
-from sac_runner.checkpoint import CheckpointError
-from sac_runner.config import ConfigError, validate
-from sac_runner.trainer import TrainingError
+from sac_runner import presets, runs
+from sac_runner.config import validate
+from sac_runner.errors import CheckpointError, ConfigError, TrainingError, TrialPruned, fail
+from sac_runner.hydra_mode import is_multirun
+from sac_runner.objectives import objective
+from sac_runner.rundir import CONFIG_FILE, SUMMARY_FILE
+from sac_runner.sweeps import hparams
+from sac_runner.sweeps.multirun import run_job
+from sac_runner.sweeps.optuna_sweeper import register_sweeper
+from sac_runner.sweeps.optuna_trial import train_trial, trial_hooks
+from sac_runner.threads import job_threads, limit_threads
+from sac_runner.training.trainer import Trainer
 
 # cached, so that a multirun's jobs (run in other processes by the joblib and submitit launchers)
 # resolve hydra.sweep.dir to the launching process's directory, not to one of their own
@@ -28,12 +35,6 @@ runs.register_resolvers()
 presets.register_resolvers()
 
 CONFIG_PATH = "pkg://sac_runner.conf"
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print one line to stderr and exit without a traceback."""
-    print(f"sac-train: error: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 def print_summary(s: dict) -> None:
@@ -55,46 +56,44 @@ def print_summary(s: dict) -> None:
 def run(cfg: DictConfig) -> float:
     """Validate, train, and return the objective (objective.metric of the evaluation history: the
     value a sweeper maximises; NaN for a diverged run)."""
-    from sac_runner.trainer import Trainer
-
     resume_ckpt = None
     if cfg.get("resume") is not None:  # continue a run in its own directory, with its own config
-        run_dir, cfg, resume_ckpt = runs.prepare_resume(cfg, HydraConfig.get().overrides.task, sweep.is_multirun())
+        run_dir, cfg, resume_ckpt = runs.prepare_resume(cfg, HydraConfig.get().overrides.task, is_multirun())
     else:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     validate(cfg)
     with open_dict(cfg):
-        cfg.threads = sweep.job_threads(cfg)  # "auto": 1 for small networks, else this job's share of the cores
-    sweep.limit_threads(cfg.threads)
+        cfg.threads = job_threads(cfg)  # "auto": 1 for small networks, else this job's share of the cores
+    limit_threads(cfg.threads)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     except OSError as e:
         raise ConfigError(
             f"cannot write to the output directory {run_dir} ({e.strerror}); "
             f"choose a writable one with hydra.run.dir=<path>"
         ) from None
-    trainer = Trainer(cfg, run_dir, hooks=sweep.trial_hooks(cfg))  # an Optuna trial reports to its study
-    hparams.write(cfg, run_dir)  # TensorBoard's HParams dashboard (sac_runner/hparams.py)
+    trainer = Trainer(cfg, run_dir, hooks=trial_hooks(cfg))  # an Optuna trial reports to its study
+    hparams.write(cfg, run_dir)  # TensorBoard's HParams dashboard (sweeps/hparams.py)
     try:
         if resume_ckpt is not None:
             resumed = trainer.resume(resume_ckpt)
             print(runs.resume_message(run_dir, resumed, cfg.algorithm.total_steps), flush=True)
-        summary = sweep.train_trial(trainer)  # trainer.train(); a trial stopped by the search's pruner: "pruned"
+        summary = train_trial(trainer)  # trainer.train(); a trial stopped by the search's pruner: "pruned"
     finally:
         trainer.close()
     summary["evals"] = trainer.progress.evals
-    value = sweep.objective(summary["evals"], cfg.objective.metric, cfg.objective.last)
+    value = objective(summary["evals"], cfg.objective.metric, cfg.objective.last)
     summary["objective"] = value if math.isfinite(value) else None
     try:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     except OSError as e:
         raise TrainingError(
-            f"cannot write {run_dir / 'summary.json'} ({e.strerror}); the checkpoints are complete"
+            f"cannot write {run_dir / SUMMARY_FILE} ({e.strerror}); the checkpoints are complete"
         ) from None
     hparams.write(cfg, run_dir, summary)
     if summary.get("pruned"):
-        raise sweep.TrialPruned(summary["pruned"]["message"], summary["pruned"])
+        raise TrialPruned(summary["pruned"]["message"], summary["pruned"])
     if summary.get("interrupted"):  # SIGINT / SIGTERM: last.pt is written; exit with 128 + the signal number
         print(
             f"sac-train: {summary['interrupted']} received: stopped at step {summary['env_steps']}, checkpoint "
@@ -109,8 +108,8 @@ def run(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
-    if sweep.is_multirun():  # a failed job is recorded in its directory and the sweep goes on
-        return sweep.run_job(cfg, run)
+    if is_multirun():  # a failed job is recorded in its directory and the sweep goes on
+        return run_job(cfg, run)
     try:
         return run(cfg)
     except (ConfigError, CheckpointError) as e:
@@ -125,9 +124,7 @@ def train() -> None:
     """`sac-train` console script. Every registered Gymnasium id becomes an `env` option first (a script
     that registers its own environments and then calls train() gets them too; see sac_runner/presets.py)."""
     presets.register_env_configs()
-    from sac_runner.optuna_search import register_sweeper
-
-    register_sweeper()  # hparams_search=optuna's sweeper (see there why it is registered here)
+    register_sweeper()  # hparams_search=optuna's sweeper (sweeps/optuna_sweeper.py)
     problem = presets.check_env_overrides(sys.argv[1:])
     if problem is not None:  # before Hydra, which would print several lines and create the sweep directory
         fail(problem)

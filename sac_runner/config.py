@@ -1,4 +1,5 @@
-"""Config validation: every problem is one line naming the key and the fix, raised before anything is built."""
+"""The config as sac-train composes it (compose) and its validation: every problem is one line naming the key and
+the fix, raised before anything is built."""
 
 from __future__ import annotations
 
@@ -10,18 +11,30 @@ import numbers
 import gymnasium as gym
 import numpy as np
 import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from sac_runner import envs as _envs  # registers CartPoleContinuous-v1
-from sac_runner.networks import ACTIVATIONS
-from sac_runner.sweep import OBJECTIVES
+from sac_runner.agent.networks import ACTIVATIONS
+from sac_runner.errors import ConfigError
+from sac_runner.objectives import OBJECTIVES
+from sac_runner.presets import SUITES, register_env_configs, suite, unknown_env_message
+
+__all__ = ["ConfigError", "compose", "migrate_legacy", "validate", "validate_env"]
 
 OPTIMIZERS = ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer")
+CONFIG_MODULE = "sac_runner.conf"
 
 
-class ConfigError(Exception):
-    """A user-facing configuration problem; str() is a single line."""
+def compose(*overrides: str) -> DictConfig:
+    """The config `sac-train <overrides>` runs with, before validation and without Hydra's own keys: the env
+    presets and every registered Gymnasium id are `env=` options, as for sac-train (presets.register_env_configs).
+    For scripts and tests; validate() it before building anything from it."""
+    register_env_configs()
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
 
 
 def migrate_legacy(cfg: DictConfig) -> DictConfig:
@@ -129,8 +142,6 @@ def _is_image(space: gym.Space) -> bool:
 
 def _extra_for(env_id: str) -> str:
     """The sac_runner extra that installs an environment's dependencies, for the fix of a failed make."""
-    from sac_runner.presets import SUITES, suite
-
     extra = SUITES.get(suite(env_id), (None, None))[1]
     return f"pip install 'sac_runner[{extra}]'" if extra else "install the environment's dependencies"
 
@@ -165,8 +176,6 @@ def validate_env(cfg: DictConfig) -> None:
                 f"check that {module} is importable and registers {name}"
             ) from None
     if name not in gym.registry:
-        from sac_runner.presets import unknown_env_message
-
         raise ConfigError(unknown_env_message(env_id if not module else name, key="env.id"))
     try:
         probe = _envs.make_env(cfg.env)

@@ -1,27 +1,12 @@
 """`env=<id>` for every registered Gymnasium environment, the env presets, and sac-train's help text.
 
-conf/env/<id>.yaml are the presets: the hyperparameters and step budget for one task. Every other id in
-gymnasium's registry is made an option of the `env` group as well, with the default hyperparameters
-(conf/env/generic.yaml with its id filled in), by register_env_configs(), which sac-train calls before
-Hydra composes the config.
-
-Why entries in Hydra's ConfigStore, and not a ConfigSource or SearchPathPlugin (which could answer for
-any name on demand):
-- Hydra finds such plugins by walking the `hydra_plugins` namespace package with pkgutil, and pkgutil
-  cannot list modules behind setuptools' editable-install finder: with a `hydra_plugins` package mapped
-  from inside sac_runner/, `pip install .` lists its modules but `pip install -e .` lists none (checked
-  with setuptools 84), so an editable install would quietly lose the plugin; and the distribution would
-  gain a second top-level package.
-- The ConfigStore is a public Hydra API that needs no packaging at all, and Hydra hands its contents to
-  the worker processes of the joblib and submitit launchers (as part of its Singleton state), so
-  `sac-train -m env=Hopper-v5,Walker2d-v5` behaves the same with every launcher.
-- Its limit: it knows the ids registered when sac-train starts. Gymnasium (>= 1.0) has no plugin
-  discovery, so a user's own environment is registered by a script that then calls
-  sac_runner.cli.train() (see the README), or named with env=generic env.id=<module>:<id>, which
-  imports <module> first.
-- A name Hydra cannot find fails inside Hydra with a multi-line message and status 1. check_env_overrides()
-  therefore reads the `env=` overrides with Hydra's own parser before Hydra runs (argv is read, never
-  rewritten) and turns an unknown name into one line with the closest ids.
+conf/env/<id>.yaml are the presets: the hyperparameters and step budget for one task, and under `preset:` its
+description and where its values come from (one of SOURCES). Every other id in gymnasium's registry is made
+an option of the `env` group as well, with the default hyperparameters (conf/env/generic.yaml with its id
+filled in), by register_env_configs(), which sac-train calls before Hydra composes the config. Why Hydra's
+ConfigStore rather than a config-source plugin: README, Design notes. check_env_overrides() reads the `env=`
+overrides with Hydra's own parser before Hydra runs (argv is read, never rewritten) and turns an unknown name
+into one line with the closest ids.
 """
 
 from __future__ import annotations
@@ -29,6 +14,14 @@ from __future__ import annotations
 import difflib
 from functools import cache
 from importlib.resources import files
+
+import gymnasium as gym
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
+from omegaconf import DictConfig, OmegaConf
+
+from sac_runner import envs
 
 GROUP = "env"
 # the env option that takes its id from env.id (kept for `env=generic env.id=<id>`); not a preset
@@ -38,6 +31,18 @@ SUITES = {
     "mujoco": ("MuJoCo", "mujoco"),
     "box2d": ("Box2D", "box2d"),
     "classic_control": ("Classic control", None),
+}
+# where a preset's values come from: conf/env/<id>.yaml names one of these as preset.source, and notes only
+# where it departs from it. Which presets were measured here, and how they did: the README's presets table.
+SOURCES = {
+    "sac-paper": "the SAC paper's hyperparameters (Haarnoja et al. 2018, \"Soft Actor-Critic Algorithms and "
+    'Applications", table 1: Adam 3e-4, batch 256, tau 0.005, discount 0.99, one gradient step per env step, '
+    "target entropy -|A|), which are the defaults of conf/algorithm/sac.yaml, with 256-256 networks; the budget "
+    "and the 10k uniformly random warm-up steps as in rl-baselines3-zoo's MuJoCo entries where the zoo has the "
+    "task, else our choice",
+    "rl-zoo": "rl-baselines3-zoo's tuned SAC entry for the task, without what sac_runner does not have "
+    "(gSDE exploration, learning-rate schedules)",
+    "sac_runner": "tuned here, by measured runs",
 }
 
 
@@ -57,21 +62,51 @@ def preset_names() -> tuple[str, ...]:
 
 
 @cache
+def _load(*path: str) -> DictConfig:
+    """A YAML file of the config tree, as written (not composed)."""
+    return OmegaConf.create(_conf().joinpath(*path).read_text())  # type: ignore[return-value]
+
+
 def preset_description(name: str) -> str:
-    """A preset's one-line description: the first comment line after `# @package _global_`."""
-    for line in _conf().joinpath(GROUP, f"{name}.yaml").read_text().splitlines():
-        text = line.strip()
-        if text.startswith("#") and not text.startswith("# @package"):
-            return text.lstrip("#").strip()
-    return ""
+    """A preset's description of its task (its preset.description)."""
+    return str(OmegaConf.select(_load(GROUP, f"{name}.yaml"), "preset.description", default=""))
+
+
+def preset_source(name: str) -> str:
+    """Where a preset's values come from: its preset.source, a key of SOURCES."""
+    return str(OmegaConf.select(_load(GROUP, f"{name}.yaml"), "preset.source", default=""))
+
+
+def preset_budget(name: str) -> tuple[int, list[int]]:
+    """A preset's step budget and critic network sizes, as composed: its own values, else those of the
+    architecture option it picks (`override /architecture: <option>`) and of conf/algorithm/sac.yaml."""
+    own = _load(GROUP, f"{name}.yaml")
+    steps = OmegaConf.select(own, "algorithm.total_steps", default=_load("algorithm", "sac.yaml").total_steps)
+    options = [e for e in own.get("defaults", []) if isinstance(e, DictConfig) and "override /architecture" in e]
+    arch = options[0]["override /architecture"] if options else "default"
+    sizes = OmegaConf.select(own, "architecture.critic_hidden_sizes", default=None)
+    if sizes is None:
+        sizes = _load("architecture", f"{arch}.yaml").get("critic_hidden_sizes")
+    if sizes is None:  # an option that keeps the default sizes
+        sizes = _load("architecture", "default.yaml").critic_hidden_sizes
+    return int(steps), [int(h) for h in sizes]
+
+
+def format_steps(n: int) -> str:
+    """A step count as people write it: 30k, 1M, 2.5M, 1500."""
+    if n >= 1_000_000 and n % 100_000 == 0:
+        return f"{n / 1_000_000:g}M"
+    return f"{n / 1000:g}k" if n >= 1000 and n % 100 == 0 else str(n)
+
+
+def preset_line(name: str) -> str:
+    """A preset's line in sac-train --help: its description, step budget and network sizes."""
+    steps, sizes = preset_budget(name)
+    return f"{preset_description(name)}; {format_steps(steps)} steps, {'-'.join(map(str, sizes))} networks."
 
 
 def suite(env_id: str) -> str:
     """'mujoco', 'box2d', 'classic_control' or 'other', from the entry point of a registered id."""
-    import gymnasium as gym
-
-    from sac_runner import envs  # noqa: F401 - registers CartPoleContinuous-v1
-
     try:
         entry = str(gym.spec(env_id).entry_point)
     except gym.error.Error:
@@ -82,11 +117,7 @@ def suite(env_id: str) -> str:
 
 
 def registered_ids() -> list[str]:
-    """Every id in gymnasium's registry, sac_runner's own included."""
-    import gymnasium as gym
-
-    from sac_runner import envs  # noqa: F401 - registers CartPoleContinuous-v1
-
+    """Every id in gymnasium's registry, sac_runner's own included (envs registers CartPoleContinuous-v1)."""
     return list(gym.registry)
 
 
@@ -98,9 +129,6 @@ def env_options() -> list[str]:
 def register_env_configs() -> int:
     """Store an `env` option in Hydra's ConfigStore for each registered id without a preset file:
     conf/env/generic.yaml with env.id set. Idempotent; returns the number of ids stored."""
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
     template = OmegaConf.create(_conf().joinpath(GROUP, f"{GENERIC}.yaml").read_text())
     store, presets, n = ConfigStore.instance(), set(preset_names()), 0
     for env_id in registered_ids():
@@ -157,9 +185,6 @@ def check_env_overrides(argv: list[str]) -> str | None:
     """Before Hydra runs: one line naming an `env=` choice (or one value of a sweep over it) that is
     neither a preset nor a registered id, with the closest match; None when all are known (and when the
     search path was extended, or the overrides do not parse: Hydra then reports them itself)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ValueType
-
     overrides, extended = _hydra_overrides(argv)
     if extended:
         return None
@@ -199,7 +224,7 @@ def _preset_lines() -> list[str]:
             continue
         title, extra = SUITES.get(key, ("Other", None))
         lines.append(f"  {title}" + (f" (pip install 'sac_runner[{extra}]'):" if extra else ":"))
-        lines += [f"    {n.ljust(width)}{preset_description(n)}" for n in by_suite[key]]
+        lines += [f"    {n.ljust(width)}{preset_line(n)}" for n in by_suite[key]]
     return lines
 
 
@@ -220,6 +245,4 @@ def help_text(what: str) -> str:
 
 
 def register_resolvers() -> None:
-    from omegaconf import OmegaConf
-
     OmegaConf.register_new_resolver("sac_help", help_text, replace=True)

@@ -10,6 +10,8 @@ return mean/std/min/max, and records one more, seeded like the first, to an mp4.
 A plain argparse front rather than Hydra: the only inputs are a path and a few switches, and the
 config comes from the run, not from the config tree. Rendering is headless (pygame's dummy video
 driver; MuJoCo through MUJOCO_GL=egl, or osmesa when EGL is missing; see sac_runner/envs.py).
+torch and the modules that build and play the agent are imported where they are used, so that --help and
+bad arguments are answered at once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from sac_runner.errors import CheckpointError, ConfigError, fail
+from sac_runner.rundir import CHECKPOINT_DIR, CONFIG_FILE, check_run_dir, check_writable_dir, is_run_dir
 
 PROG = "sac-visualize"
 
@@ -83,9 +90,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def locate(path: str, last: bool) -> tuple[Path | None, Path]:
     """(run directory or None, checkpoint file) for the path given on the command line."""
-    from sac_runner.config import ConfigError
-    from sac_runner.runs import CHECKPOINT_DIR, check_run_dir, is_run_dir
-
     p = Path(path).expanduser()
     if p.is_file():
         if last:
@@ -109,14 +113,12 @@ def locate(path: str, last: bool) -> tuple[Path | None, Path]:
 
 
 def load_config(run: Path | None, ckpt, ckpt_path: Path):
-    from omegaconf import DictConfig, OmegaConf
-
     if run is None:  # a lone checkpoint carries the config it was trained with
         cfg, source = OmegaConf.create(ckpt.config or {}), f"the config stored in {ckpt_path}"
     else:
-        source = f"{run / 'config.yaml'}"
+        source = f"{run / CONFIG_FILE}"
         try:
-            cfg = OmegaConf.load(run / "config.yaml")  # type: ignore[assignment]  # checked below
+            cfg = OmegaConf.load(run / CONFIG_FILE)  # type: ignore[assignment]  # checked below
         except Exception as e:  # unreadable or not YAML
             raise VisualizeError(f"cannot read {source} ({type(e).__name__})") from None
     if not isinstance(cfg, DictConfig) or not all(k in cfg for k in ("env", "architecture", "algorithm")):
@@ -126,9 +128,9 @@ def load_config(run: Path | None, ckpt, ckpt_path: Path):
 
 def build_actor(cfg, ckpt, ckpt_path: Path, source: str, device):
     """The actor of the run's architecture with the checkpoint's weights; checks that both belong together."""
-    from sac_runner.agent import make_actor
-    from sac_runner.checkpoint import state_dict_mismatch
+    from sac_runner.agent.factory import make_actor
     from sac_runner.envs import flat_size, make_env
+    from sac_runner.training.checkpoint import state_dict_mismatch
 
     env_id = cfg.env.id
     if ckpt.env_id != env_id:
@@ -172,9 +174,6 @@ def build_actor(cfg, ckpt, ckpt_path: Path, source: str, device):
 
 def video_path(args, run: Path | None, ckpt_path: Path) -> Path | None:
     """Where the mp4 goes (None with --no-video), checked before anything is played."""
-    from sac_runner.config import ConfigError
-    from sac_runner.runs import check_writable_dir
-
     if args.no_video:
         return None
     if args.output is not None:
@@ -195,10 +194,10 @@ def video_path(args, run: Path | None, ckpt_path: Path) -> Path | None:
 def visualize(args: argparse.Namespace) -> dict:
     import torch
 
-    from sac_runner.agent import resolve_device
-    from sac_runner.checkpoint import CheckpointError, load_checkpoint
+    from sac_runner.agent.factory import resolve_device
     from sac_runner.envs import make_vector_env
-    from sac_runner.evaluation import evaluate, record_video
+    from sac_runner.training.checkpoint import load_checkpoint
+    from sac_runner.training.evaluation import evaluate, record_video
 
     run, ckpt_path = locate(args.path, args.last)
     out = video_path(args, run, ckpt_path)
@@ -261,8 +260,7 @@ def main(argv=None) -> None:
     try:
         visualize(args)
     except VisualizeError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        sys.exit(e.code)
+        fail(str(e), e.code, prog=PROG)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         sys.exit(130)

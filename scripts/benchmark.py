@@ -42,22 +42,17 @@ IMPLEMENTATIONS = ("sac_runner", "sb3")
 
 
 # ------------------------------------------------------------------------------------------ child process
-def compose(env: str, seed: int, overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
+def run_config(env: str, seed: int, overrides: list[str]):
+    """The validated config of one benchmark run: the env preset, one thread, no video or progress bar."""
+    from sac_runner.config import compose, validate
 
-    from sac_runner.config import validate
-
-    with initialize_config_module("sac_runner.conf", version_base="1.3"):
-        cfg = hydra_compose(
-            "config",
-            overrides=[f"env={env}", f"seed={seed}", "threads=1", "save_video=false", "progress=false", *overrides],
-        )
-    return validate(cfg)
+    return validate(
+        compose(f"env={env}", f"seed={seed}", "threads=1", "save_video=false", "progress=false", *overrides)
+    )
 
 
 def run_sac_runner(cfg, out_dir: Path) -> dict:
-    from sac_runner.trainer import Hook, Trainer
+    from sac_runner.training.trainer import Hook, Trainer
 
     class Timing(Hook):
         """When each evaluation ends, and how long evaluations (with their checkpoint writes) took."""
@@ -98,9 +93,9 @@ def run_sb3(cfg) -> dict:
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from sac_runner.agent.networks import ACTIVATIONS
     from sac_runner.envs import make_env, make_vector_env  # also registers CartPoleContinuous-v1
-    from sac_runner.evaluation import evaluate
-    from sac_runner.networks import ACTIVATIONS
+    from sac_runner.training.evaluation import evaluate
 
     algo, arch = cfg.algorithm, cfg.architecture
     if algo.n_envs != 1:
@@ -187,7 +182,7 @@ def child(args) -> None:
     import torch
 
     torch.set_num_threads(1)
-    cfg = compose(args.env, args.seed, args.overrides)
+    cfg = run_config(args.env, args.seed, args.overrides)
     if args.steps:
         from omegaconf import open_dict
 

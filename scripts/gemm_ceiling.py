@@ -29,25 +29,21 @@ def build(env: str, hidden: int, batch: int, seed: int = 0):
     """A SAC agent for `env`'s sizes with hidden-hidden networks and a replay buffer of random transitions."""
     import numpy as np
     import torch
-    from hydra import compose, initialize_config_module
 
-    from sac_runner.agent import make_agent
-    from sac_runner.buffer import ReplayBuffer
-    from sac_runner.config import validate
+    from sac_runner.agent.buffer import ReplayBuffer
+    from sac_runner.agent.factory import make_agent
+    from sac_runner.config import compose, validate
     from sac_runner.envs import flat_size, make_env
 
     sizes = f"[{hidden},{hidden}]"
-    with initialize_config_module("sac_runner.conf", version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                f"env={env}",
-                f"architecture.actor_hidden_sizes={sizes}",
-                f"architecture.critic_hidden_sizes={sizes}",
-                f"algorithm.batch_size={batch}",
-            ],
+    cfg = validate(
+        compose(
+            f"env={env}",
+            f"architecture.actor_hidden_sizes={sizes}",
+            f"architecture.critic_hidden_sizes={sizes}",
+            f"algorithm.batch_size={batch}",
         )
-    cfg = validate(cfg)
+    )
     e = make_env(cfg.env)
     obs_dim, act_dim = flat_size(e.observation_space), flat_size(e.action_space)
     e.close()

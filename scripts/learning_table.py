@@ -6,6 +6,8 @@
     python scripts/learning_table.py --all --readme README.md           # every preset; fill the README table
     python scripts/learning_table.py --report-only outputs/learning_table/2026-12-01_10-00-00 --readme README.md
     python scripts/learning_table.py --envs Pendulum-v1 --seeds 0 --budget 600 --figures /tmp/lt -- experiment=smoke
+    python scripts/learning_table.py --envs CartPoleContinuous-v1 --seeds 0 1 2 3 4 --budget 30000 \
+        --threshold 475 --min-pass 4 --jobs 2                           # a learning check
 
 It runs one `sac-train -m env=A,B,... seed=0,1,2 save_video=false progress=false` (each preset's own
 step budget unless --budget is given; --jobs N runs N jobs at a time with hydra/launcher=parallel), then
@@ -18,6 +20,10 @@ step budget unless --budget is given; --jobs N runs N jobs at a time with hydra/
 With --readme it also rewrites the presets table of that file (between the `presets-table` markers), with
 the measured return and wall time for every preset the sweep covered. Arguments after `--` are passed to
 sac-train as extra overrides. Exit status: sac-train's if the sweep failed to start, else sac-report's.
+
+A learning check: with --threshold R, sac-report counts per task the seeds whose evaluation return reached R
+within the budget; with --min-pass N the exit status is 1 unless every task has at least N such seeds (no
+figures are written then unless --figures is given).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from sac_runner import presets
+from sac_runner.config import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 # cheap to expensive, all three suites; a million-step MuJoCo run takes hours on a CPU core
@@ -76,12 +85,6 @@ def sweep_command(args, sweep_dir: Path) -> list[str]:
     if args.jobs > 1:
         cmd += ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={args.jobs}"]
     return cmd + list(args.overrides)
-
-
-def fmt_steps(n: int) -> str:
-    if n >= 1_000_000 and n % 100_000 == 0:
-        return f"{n / 1_000_000:g}M"
-    return f"{n / 1000:g}k" if n >= 1000 and n % 100 == 0 else str(n)
 
 
 def fmt_time(seconds: float) -> str:
@@ -149,7 +152,7 @@ def learning_markdown(measured: dict[str, dict], command: list[str], sweep_dir: 
         "|---|---|---|---|---|---|---|",
     ]
     for env, row in measured.items():
-        budget = fmt_steps(row["budget"]) if row.get("budget") else "-"
+        budget = presets.format_steps(row["budget"]) if row.get("budget") else "-"
         lines.append(
             f"| {env} | {budget} | {row['seeds']} | {return_cell(row)} | {_int(_num(row, 'best_mean'))} | "
             f"{fmt_time(_num(row, 'wall_time_s'))} | {_num(row, 'steps_per_second'):.0f} |"
@@ -161,33 +164,40 @@ def learning_markdown(measured: dict[str, dict], command: list[str], sweep_dir: 
 def presets_table(measured: dict[str, dict] | None = None) -> str:
     """The README's table of env presets: task, budget, networks from each composed preset; the measured
     return and wall time from a learning-table sweep where it covered the preset, TODO elsewhere."""
-    from hydra import compose, initialize_config_module
-
-    from sac_runner import presets
-
-    presets.register_env_configs()
     measured = measured or {}
     lines = [
         "| preset | suite | task | budget (env steps) | networks | final return, mean over seeds | wall time per run |",
         "|---|---|---|---|---|---|---|",
     ]
     titles = {**{k: v[0] for k, v in presets.SUITES.items()}, "other": "other"}
-    with initialize_config_module("sac_runner.conf", version_base="1.3"):
-        for name in sorted(presets.preset_names(), key=lambda n: (list(titles).index(presets.suite(n)), n)):
-            cfg = compose("config", overrides=[f"env={name}"])
-            task = presets.preset_description(name).split(";")[0].rstrip(".")
-            sizes = "-".join(map(str, cfg.architecture.critic_hidden_sizes))
-            row = measured.get(name)
-            if row is not None and row.get("budget") == cfg.algorithm.total_steps:
-                result = f"{return_cell(row)} ({row['runs']} seeds)"
-                wall = fmt_time(_num(row, "wall_time_s"))
-            else:
-                result = wall = TODO
-            lines.append(
-                f"| `{name}` | {titles[presets.suite(name)]} | {task} | {fmt_steps(cfg.algorithm.total_steps)} | "
-                f"{sizes} | {result} | {wall} |"
-            )
+    for name in sorted(presets.preset_names(), key=lambda n: (list(titles).index(presets.suite(n)), n)):
+        cfg = compose(f"env={name}")
+        budget = presets.format_steps(cfg.algorithm.total_steps)
+        sizes = "-".join(map(str, cfg.architecture.critic_hidden_sizes))
+        row = measured.get(name)
+        if row is not None and row.get("budget") == cfg.algorithm.total_steps:
+            result = f"{return_cell(row)} ({row['runs']} seeds)"
+            wall = fmt_time(_num(row, "wall_time_s"))
+        else:
+            result = wall = TODO
+        lines.append(
+            f"| `{name}` | {titles[presets.suite(name)]} | {presets.preset_description(name)} | {budget} | "
+            f"{sizes} | {result} | {wall} |"
+        )
     return "\n".join(lines)
+
+
+def check_threshold(report_csv: Path, threshold: float, min_pass: int) -> bool:
+    """Print, per task, how many seeds reached `threshold` (sac-report's "reached" column); whether every task
+    has at least `min_pass` of them."""
+    with report_csv.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    ok = bool(rows)
+    for row in rows:
+        reached, runs = (int(x) for x in row["reached"].split("/"))
+        ok &= reached >= min_pass
+        print(f"learning check: {row['env']}: {reached}/{runs} seeds reached {threshold:g} (need {min_pass})")
+    return ok
 
 
 def update_readme(readme: Path, measured: dict[str, dict]) -> None:
@@ -209,17 +219,21 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1, help="jobs at a time (hydra/launcher=parallel; needs .[sweep])")
     ap.add_argument("--sweep-dir", type=Path, default=None, help="default: outputs/learning_table/<date>_<time>")
     ap.add_argument("--report-only", type=Path, default=None, help="skip training: report this finished sweep")
-    ap.add_argument("--figures", type=Path, default=ROOT / "outputs" / "figures", help="where the table and plot go")
+    ap.add_argument("--figures", type=Path, default=None, help="where the table and plot go (outputs/figures/)")
+    ap.add_argument("--threshold", type=float, default=None, help="count the seeds whose return reached this")
+    ap.add_argument("--min-pass", type=int, default=None, help="with --threshold: seeds per task that must reach it")
     ap.add_argument("--readme", type=Path, default=None, help="also fill the presets table of this README")
     ap.add_argument("--print-presets-table", action="store_true", help="print the README's presets table and exit")
     ap.add_argument("overrides", nargs="*", help="extra sac-train overrides, after --")
     args = ap.parse_args()
+    if args.min_pass is not None and args.threshold is None:
+        ap.error("--min-pass needs --threshold")
+    if args.figures is None and args.min_pass is None:
+        args.figures = ROOT / "outputs" / "figures"
     if args.print_presets_table:
         print(presets_table())
         return 0
     if args.all:
-        from sac_runner import presets
-
         args.envs = list(presets.preset_names())
 
     if args.report_only is not None:
@@ -241,17 +255,21 @@ def main() -> int:
             return status  # nothing to report (a failed jobs' list is printed by sac-train, and reported below)
 
     report_dir = sweep_dir / "report"
-    status = subprocess.run([*sac_report_command(), str(sweep_dir), "--out", str(report_dir)]).returncode
+    threshold = [] if args.threshold is None else ["--threshold", str(args.threshold)]
+    status = subprocess.run([*sac_report_command(), str(sweep_dir), "--out", str(report_dir), *threshold]).returncode
     if status != 0:
         return status
     measured = read_measurements(sweep_dir, report_dir / "report.csv")
-    args.figures.mkdir(parents=True, exist_ok=True)
-    (args.figures / "learning.md").write_text(learning_markdown(measured, command, sweep_dir))
-    shutil.copyfile(report_dir / "report.png", args.figures / "learning.png")
-    print(f"learning_table.py: wrote {args.figures / 'learning.md'} and {args.figures / 'learning.png'}")
+    if args.figures is not None:
+        args.figures.mkdir(parents=True, exist_ok=True)
+        (args.figures / "learning.md").write_text(learning_markdown(measured, command, sweep_dir))
+        shutil.copyfile(report_dir / "report.png", args.figures / "learning.png")
+        print(f"learning_table.py: wrote {args.figures / 'learning.md'} and {args.figures / 'learning.png'}")
     if args.readme is not None:
         update_readme(args.readme, measured)
         print(f"learning_table.py: filled the presets table of {args.readme}")
+    if args.min_pass is not None and not check_threshold(report_dir / "report.csv", args.threshold, args.min_pass):
+        return 1
     return 0
 
 

@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,16 +28,16 @@ def main() -> int:
 
     import numpy as np
     import torch
-    from benchmark import compose
 
-    from sac_runner.trainer import Trainer
+    from sac_runner.config import compose, validate
+    from sac_runner.training.trainer import Trainer
 
-    cfg = compose(args.env, 0, args.overrides)
+    overrides = [f"env={args.env}", "seed=0", "threads=1", "save_video=false", "progress=false", *args.overrides]
+    cfg = validate(compose(*overrides))
     trainer = Trainer(cfg, Path(tempfile.mkdtemp(prefix="sac-loop-profile-")))
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     p, s = trainer.progress, trainer.state
-    trainer.logger.open(0)  # collect() logs finished episodes
-    s.obs, _ = trainer.envs.reset(seed=0)
+    trainer.start()  # what train() does first: the logger (collect() logs finished episodes), the envs' reset
     while p.env_steps < int(cfg.algorithm.learning_starts):
         trainer.collect()
     for _ in range(10):  # warm-up: graph capture, cuBLAS, a compiled loss

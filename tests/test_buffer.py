@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from sac_runner.buffer import ReplayBuffer
+from sac_runner.agent.buffer import ReplayBuffer
 
 
 def add_range(buf, start, n):
@@ -48,12 +48,30 @@ def test_state_dict_round_trip():
     assert torch.equal(a.sample(16).obs, b.sample(16).obs)
 
 
+class CountingWrites(torch.Tensor):
+    """A tensor that counts the writes made into it through torch indexing."""
+
+    writes = 0
+
+    def __setitem__(self, key, value):
+        CountingWrites.writes += 1
+        super().__setitem__(key, value)
+
+    def index_copy_(self, *args, **kwargs):
+        CountingWrites.writes += 1
+        return super().index_copy_(*args, **kwargs)
+
+
 def test_torch_indexing_path_matches_the_cpu_view_path():
     """Devices other than the CPU write with torch indexing; both paths must store the same rows."""
-    fast, slow = ReplayBuffer(7, 1, 1, "cpu"), ReplayBuffer(7, 1, 1, "cpu")
-    slow._views = None  # as on a GPU
+    fast, slow = ReplayBuffer(7, 1, 1, "cpu"), ReplayBuffer(7, 1, 1, "cpu", numpy_writes=False)
+    assert fast.numpy_writes and not slow.numpy_writes
+    slow.storage = slow.storage.as_subclass(CountingWrites)  # the same memory, its torch writes counted
+    CountingWrites.writes = 0
     for start, n in ((0, 3), (3, 1), (4, 5), (9, 7)):  # single rows, wrap-arounds, a full refill
         add_range(fast, start, n), add_range(slow, start, n)
         assert (fast.pos, fast.size) == (slow.pos, slow.size)
         for k in fast.data:
             assert torch.equal(fast.data[k], slow.data[k]), k
+    assert CountingWrites.writes == 4  # every add went through torch indexing
+    assert slow.data["obs"][:, 0].tolist() == [14, 15, 9, 10, 11, 12, 13]  # and stored the rows

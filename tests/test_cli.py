@@ -7,7 +7,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, make_trainer, sac_train, train
+from tests.helpers import TINY, sac_train
 
 
 def test_sac_train_writes_a_complete_run_directory(tmp_path):
@@ -88,28 +88,26 @@ def test_unknown_env_fails_with_a_suggestion_before_anything_is_written(tmp_path
     assert list(tmp_path.iterdir()) == []  # not even the sweep directory
 
 
-def run_in_process(tmp_path, *overrides):
-    trainer = make_trainer(tmp_path, *overrides)
-    train(trainer)
+def run_in_process(make_trainer, *overrides):
+    trainer = make_trainer(None, *overrides)
+    trainer.train()
     return np.array(trainer.progress.evals), trainer
 
 
-def test_seeded_runs_are_reproducible_on_cpu(tmp_path):
-    a, ta = run_in_process(tmp_path / "a", "seed=3")
-    b, tb = run_in_process(tmp_path / "b", "seed=3")
-    c, _ = run_in_process(tmp_path / "c", "seed=4")
+def test_seeded_runs_are_reproducible_on_cpu(make_trainer):
+    a, ta = run_in_process(make_trainer, "seed=3")
+    b, tb = run_in_process(make_trainer, "seed=3")
+    c, _ = run_in_process(make_trainer, "seed=4")
     np.testing.assert_array_equal(a, b)
     for k, v in ta.agent.actor.state_dict().items():
         assert torch.equal(v, tb.agent.actor.state_dict()[k])
     assert not np.array_equal(a[:, 1:], c[:, 1:])
 
 
-def test_update_to_data_ratio_sets_the_number_of_gradient_steps(tmp_path):
-    _, t = run_in_process(
-        tmp_path / "a", "algorithm.utd_ratio=0.5", "algorithm.n_envs=4", "algorithm.eval_interval=300"
-    )
+def test_update_to_data_ratio_sets_the_number_of_gradient_steps(make_trainer):
+    _, t = run_in_process(make_trainer, "algorithm.utd_ratio=0.5", "algorithm.n_envs=4", "algorithm.eval_interval=300")
     assert t.progress.updates == (300 - 100) // 2
-    _, t = run_in_process(tmp_path / "b", "algorithm.utd_ratio=2", "algorithm.eval_interval=300")
+    _, t = run_in_process(make_trainer, "algorithm.utd_ratio=2", "algorithm.eval_interval=300")
     assert t.progress.updates == (300 - 100) * 2
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sac_runner.agent import make_agent, make_optimizer
-from sac_runner.config import OPTIMIZERS, ConfigError, migrate_legacy, validate
+from sac_runner.agent.factory import make_agent, make_optimizer
+from sac_runner.config import OPTIMIZERS, compose, migrate_legacy, validate
+from sac_runner.errors import ConfigError
 from sac_runner.runs import resume_config
-from tests.conftest import make_cfg
 
 # the presets for the standard suites (README, "Presets")
 STANDARD_PRESETS = [
@@ -39,7 +39,7 @@ def test_groups_have_the_expected_options():
 @pytest.mark.parametrize("env", group_options("env"))
 def test_every_env_option_composes_and_validates(env):
     extra = ["env.id=MountainCarContinuous-v0"] if env == "generic" else []
-    cfg = make_cfg(f"env={env}", *extra)
+    cfg = compose(f"env={env}", *extra)
     validate(cfg)
     if env != "generic":
         assert cfg.env.id == env  # presets are named by their Gymnasium ids
@@ -47,7 +47,7 @@ def test_every_env_option_composes_and_validates(env):
 
 @pytest.mark.parametrize("arch,opt", list(itertools.product(group_options("architecture"), group_options("optimizer"))))
 def test_every_architecture_and_optimizer_option_composes(arch, opt):
-    cfg = make_cfg(
+    cfg = compose(
         f"architecture={arch}",
         f"optimizer@actor_optimizer={opt}",
         f"optimizer@critic_optimizer={opt}",
@@ -61,13 +61,19 @@ def test_every_architecture_and_optimizer_option_composes(arch, opt):
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_every_experiment_composes_and_wins_over_the_env_preset(experiment):
     preset = OmegaConf.load(files("sac_runner.conf").joinpath("experiment", f"{experiment}.yaml"))
-    cfg = validate(make_cfg("env=Pendulum-v1", f"experiment={experiment}"))
+    preset_keys = {
+        k
+        for k in ("algorithm.total_steps", "algorithm.learning_starts", "actor_optimizer.lr")
+        if OmegaConf.select(preset, k) is not None
+    }
+    cfg = validate(compose("env=Pendulum-v1", f"experiment={experiment}"))
     assert cfg.env.id == "Pendulum-v1"
     # every key the experiment sets beats the env preset (Pendulum's total_steps is 20000, its lr 1e-3)
-    for key in ("algorithm.total_steps", "algorithm.learning_starts", "actor_optimizer.lr"):
-        if OmegaConf.select(preset, key) is not None:
-            assert OmegaConf.select(cfg, key) == OmegaConf.select(preset, key), key
-    assert make_cfg("env=Pendulum-v1", f"experiment={experiment}", "algorithm.total_steps=7").algorithm.total_steps == 7
+    keys = [k for k in ("algorithm.total_steps", "algorithm.learning_starts", "actor_optimizer.lr") if k in preset_keys]
+    assert keys, "the experiment sets none of the keys checked here"
+    for key in keys:
+        assert OmegaConf.select(cfg, key) == OmegaConf.select(preset, key), key
+    assert compose("env=Pendulum-v1", f"experiment={experiment}", "algorithm.total_steps=7").algorithm.total_steps == 7
 
 
 @pytest.mark.parametrize(
@@ -82,24 +88,24 @@ def test_every_experiment_composes_and_wins_over_the_env_preset(experiment):
     ],
 )
 def test_presets_choose_an_architecture_that_the_command_line_can_replace(preset, own):
-    assert list(make_cfg(preset).architecture.critic_hidden_sizes) == own
+    assert list(compose(preset).architecture.critic_hidden_sizes) == own
     for args in ([preset, "architecture=large"], ["architecture=large", preset]):
-        assert list(make_cfg(*args).architecture.critic_hidden_sizes) == [512, 512, 512], args
+        assert list(compose(*args).architecture.critic_hidden_sizes) == [512, 512, 512], args
 
 
 def test_env_preset_hyperparameters_and_command_line_precedence():
-    cfg = make_cfg("env=Pendulum-v1")
+    cfg = compose("env=Pendulum-v1")
     assert cfg.algorithm.total_steps == 20000 and cfg.actor_optimizer.lr == pytest.approx(1e-3)
-    cfg = make_cfg("env=Pendulum-v1", "algorithm.total_steps=7", "actor_optimizer.lr=0.5")
+    cfg = compose("env=Pendulum-v1", "algorithm.total_steps=7", "actor_optimizer.lr=0.5")
     assert cfg.algorithm.total_steps == 7 and cfg.actor_optimizer.lr == 0.5
 
 
 def test_default_is_cartpole_continuous():
-    assert make_cfg().env.id == "CartPoleContinuous-v1"
+    assert compose().env.id == "CartPoleContinuous-v1"
 
 
 def test_numbers_are_normalised():
-    cfg = validate(make_cfg("algorithm.buffer_size=1e6", "algorithm.discount=1"))
+    cfg = validate(compose("algorithm.buffer_size=1e6", "algorithm.discount=1"))
     assert cfg.algorithm.buffer_size == 1_000_000 and isinstance(cfg.algorithm.buffer_size, int)
     assert isinstance(cfg.algorithm.discount, float)
 
@@ -144,7 +150,7 @@ BAD = [
 @pytest.mark.parametrize("overrides,message", BAD, ids=[" ".join(o) for o, _ in BAD])
 def test_validation_errors_are_one_clear_line(overrides, message):
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg(*overrides))
+        validate(compose(*overrides))
     text = str(err.value)
     assert message in text
     assert "\n" not in text
@@ -152,29 +158,29 @@ def test_validation_errors_are_one_clear_line(overrides, message):
 
 
 def test_resolved_config_round_trips_to_yaml():
-    cfg = validate(make_cfg("env=Pendulum-v1"))
+    cfg = validate(compose("env=Pendulum-v1"))
     again = OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True))
     assert again == cfg
 
 
 def test_small_and_large_architectures_state_only_their_sizes_and_inherit_the_rest():
-    default = make_cfg("architecture=default").architecture
+    default = compose("architecture=default").architecture
     for arch in ("small", "large"):
         own = OmegaConf.load(files("sac_runner.conf").joinpath("architecture", f"{arch}.yaml"))
         assert set(own) == {"defaults", "actor_hidden_sizes", "critic_hidden_sizes"}
-        composed = make_cfg(f"architecture={arch}").architecture
+        composed = compose(f"architecture={arch}").architecture
         assert list(composed) == list(default)
         for key in default:
             want = own[key] if key in own else default[key]
             assert composed[key] == want, (arch, key)
-        validate(make_cfg(f"architecture={arch}"))
+        validate(compose(f"architecture={arch}"))
 
 
 @pytest.mark.parametrize("env", [e for e in group_options("env") if e != "generic"])
 def test_mujoco_experiment_restores_the_paper_settings_over_every_env_preset(env):
     """experiment=mujoco lists only some keys: whatever an env preset changes must be among them."""
-    paper = make_cfg("env=generic", "env.id=Pendulum-v1", "experiment=mujoco")
-    cfg = make_cfg(f"env={env}", "experiment=mujoco")
+    paper = compose("env=generic", "env.id=Pendulum-v1", "experiment=mujoco")
+    cfg = compose(f"env={env}", "experiment=mujoco")
     for section in ("algorithm", "architecture", *OPTIMIZERS):
         assert cfg[section] == paper[section], section
     assert paper.algorithm.total_steps == 1_000_000 and paper.algorithm.learning_starts == 10_000
@@ -184,7 +190,7 @@ def test_mujoco_experiment_restores_the_paper_settings_over_every_env_preset(env
 
 def legacy_config(*overrides):
     """A composed config as an older sac_runner wrote it to a run's config.yaml: optimizers named by `classname`."""
-    cfg = OmegaConf.create(OmegaConf.to_yaml(make_cfg(*overrides), resolve=True))
+    cfg = OmegaConf.create(OmegaConf.to_yaml(compose(*overrides), resolve=True))
     for name in OPTIMIZERS:
         section = OmegaConf.to_container(cfg[name])
         assert section.pop("_partial_") is True
@@ -196,7 +202,7 @@ def test_legacy_classname_configs_validate_and_build_the_same_optimizers():
     overrides = ("env=Pendulum-v1", "optimizer@critic_optimizer=adamw", "critic_optimizer.weight_decay=0.05")
     old = legacy_config(*overrides)
     assert old.critic_optimizer == {"classname": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
-    new = validate(make_cfg(*overrides))
+    new = validate(compose(*overrides))
     assert validate(old) is old
     for name in OPTIMIZERS:
         assert "classname" not in old[name]
@@ -207,7 +213,7 @@ def test_legacy_classname_configs_validate_and_build_the_same_optimizers():
     for a, b in zip(built_old.optimizers, built_new.optimizers):
         assert type(a) is type(b)
         assert a.defaults == b.defaults
-    critic_opt, actor_opt, _ = built_old.optimizers  # in param_groups() order: critic, actor, alpha
+    critic_opt, actor_opt, _ = built_old.optimizers  # in param_groups() order: critic, actor, entropy_coef
     assert type(critic_opt) is torch.optim.AdamW
     assert critic_opt.defaults["lr"] == pytest.approx(1e-3)
     assert critic_opt.defaults["weight_decay"] == pytest.approx(0.05)
@@ -215,9 +221,20 @@ def test_legacy_classname_configs_validate_and_build_the_same_optimizers():
     assert migrate_legacy(new) == new  # a current config is left as it is
 
 
+def test_a_resumed_run_takes_new_keys_defaults_but_not_the_default_envs_preset(tmp_path):
+    """A run's config.yaml from before a key existed gets the key's default, except `preset`: the default's is
+    CartPole's description, not the run's."""
+    old = OmegaConf.to_container(compose("env=Pendulum-v1"))
+    del old["preset"], old["cuda_graph"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    cfg = validate(resume_config(tmp_path, compose(f"resume={tmp_path}"), [f"resume={tmp_path}"]))
+    assert cfg.cuda_graph is True and "preset" not in cfg and cfg.env.id == "Pendulum-v1"
+    assert "preset" in compose(f"resume={tmp_path}")  # the composed default has one
+
+
 def test_resuming_a_legacy_run_migrates_its_config(tmp_path):
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(legacy_config("env=Pendulum-v1")))
-    cfg = validate(resume_config(tmp_path, make_cfg(f"resume={tmp_path}"), [f"resume={tmp_path}"]))
+    cfg = validate(resume_config(tmp_path, compose(f"resume={tmp_path}"), [f"resume={tmp_path}"]))
     assert cfg.actor_optimizer == {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
 
 
@@ -231,7 +248,7 @@ class FusedFails(torch.optim.Adam):
 
 
 def optimizer(*overrides):
-    cfg = validate(make_cfg(*overrides))
+    cfg = validate(compose(*overrides))
     return make_optimizer(cfg.actor_optimizer, [torch.nn.Parameter(torch.zeros(3))])
 
 
@@ -255,23 +272,23 @@ def test_fused_where_the_config_leaves_it_open(overrides, cls, fused):
 
 
 def test_optimizers_of_one_class_become_one_optimizer_with_each_networks_own_options():
-    cfg = validate(make_cfg("env=Pendulum-v1", "actor_optimizer.lr=0.01", "+critic_optimizer.weight_decay=0.1"))
+    cfg = validate(compose("env=Pendulum-v1", "actor_optimizer.lr=0.01", "+critic_optimizer.weight_decay=0.1"))
     agent = make_agent(cfg, 3, 1, torch.device("cpu"))
     (opt,) = agent.optimizers
     assert type(opt) is torch.optim.Adam and opt.defaults["fused"] is True
-    critic, actor, alpha = opt.param_groups
-    assert [critic["lr"], actor["lr"], alpha["lr"]] == pytest.approx([1e-3, 0.01, 1e-3])
-    assert [critic["weight_decay"], actor["weight_decay"], alpha["weight_decay"]] == [0.1, 0, 0]
-    assert critic["params"] == list(agent.critic.parameters()) and alpha["params"] == [agent.log_alpha]
-    fixed = make_agent(validate(make_cfg("algorithm.entropy_mode=fixed")), 3, 1, torch.device("cpu"))
-    assert len(fixed.optimizers[0].param_groups) == 2  # no group for a fixed alpha
-    mixed = make_agent(validate(make_cfg("+actor_optimizer.fused=false")), 3, 1, torch.device("cpu"))
+    critic, actor, entropy_coef = opt.param_groups
+    assert [critic["lr"], actor["lr"], entropy_coef["lr"]] == pytest.approx([1e-3, 0.01, 1e-3])
+    assert [critic["weight_decay"], actor["weight_decay"], entropy_coef["weight_decay"]] == [0.1, 0, 0]
+    assert critic["params"] == list(agent.critic.parameters()) and entropy_coef["params"] == [agent.log_entropy_coef]
+    fixed = make_agent(validate(compose("algorithm.entropy_mode=fixed")), 3, 1, torch.device("cpu"))
+    assert len(fixed.optimizers[0].param_groups) == 2  # no group for a fixed entropy coefficient
+    mixed = make_agent(validate(compose("+actor_optimizer.fused=false")), 3, 1, torch.device("cpu"))
     assert [o.defaults["fused"] for o in mixed.optimizers] == [True, False, True]  # global options differ
 
 
 def test_bad_optimizer_target_fails_before_anything_is_built(capfd):
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg("actor_optimizer._target_=torch.optim.Nope"))
+        validate(compose("actor_optimizer._target_=torch.optim.Nope"))
     assert str(err.value) == (
         "actor_optimizer._target_='torch.optim.Nope' is not an importable class; "
         "use e.g. actor_optimizer._target_=torch.optim.Adam"
@@ -280,9 +297,9 @@ def test_bad_optimizer_target_fails_before_anything_is_built(capfd):
 
 
 def test_compile_is_a_boolean_that_a_resume_may_change():
-    assert validate(make_cfg("compile=true")).compile is True
+    assert validate(compose("compile=true")).compile is True
     with pytest.raises(ConfigError, match=r"compile='fast' is not one of False, True"):
-        validate(make_cfg("compile=fast"))
-    from sac_runner.runs import RESUME_OVERRIDABLE
+        validate(compose("compile=fast"))
+    from sac_runner.keys import RESUME_OVERRIDABLE
 
     assert "compile" in RESUME_OVERRIDABLE

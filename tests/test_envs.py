@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from sac_runner.buffer import ReplayBuffer
+from sac_runner.agent.buffer import ReplayBuffer
+from sac_runner.config import compose
 from sac_runner.envs import ActionScaler, CartPoleContinuousEnv, make_vector_env, transition_next_obs
-from tests.conftest import make_cfg
 
 
 def test_cartpole_continuous_spaces_and_reset():
@@ -75,7 +75,7 @@ def test_action_scaler_maps_the_unit_box_onto_the_bounds():
 def test_vector_env_boundary_transitions_use_the_true_last_observation():
     """Drive 3 sub-envs of Pendulum (time limit 7) and CartPole-like terminations through the trainer's
     storage path; no stored transition may span two episodes and truncation must not be 'terminated'."""
-    cfg = make_cfg("env=Pendulum-v1", "env.max_episode_steps=7")
+    cfg = compose("env=Pendulum-v1", "env.max_episode_steps=7")
     envs = make_vector_env(cfg.env, 3)
     obs, _ = envs.reset(seed=0)
     buf = ReplayBuffer(100, 3, 1, "cpu")
@@ -102,7 +102,7 @@ def test_vector_env_boundary_transitions_use_the_true_last_observation():
 
 
 def test_vector_env_termination_is_stored_as_terminal():
-    cfg = make_cfg()
+    cfg = compose()
     envs = make_vector_env(cfg.env, 2)
     obs, _ = envs.reset(seed=0)
     buf = ReplayBuffer(1000, 4, 1, "cpu")

@@ -12,9 +12,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sac_runner.checkpoint import CheckpointError, load_checkpoint
-from sac_runner.trainer import TrainingError
-from tests.conftest import TINY, cli_command, make_trainer, sac_train, step_hook, train
+from sac_runner.errors import CheckpointError, TrainingError
+from sac_runner.training.checkpoint import load_checkpoint
+from tests.helpers import TINY, cli_command, new_trainer, sac_train, step_hook, train
 
 torch.set_num_threads(1)
 
@@ -62,7 +62,7 @@ def test_sigterm_checkpoints_exits_and_cli_resume_matches_an_uninterrupted_run(t
     proc = sac_train(f"resume={run}", "algorithm.total_steps=600", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"resuming {run} at step {stopped} of 600" in proc.stdout
-    full = make_trainer(tmp_path / "full", "algorithm.total_steps=600")
+    full = new_trainer(tmp_path / "full", "algorithm.total_steps=600")
     train(full)
     resumed = load_checkpoint(run / "checkpoints" / "last.pt")
     assert resumed.progress["evals"] == full.progress.evals
@@ -85,7 +85,7 @@ def test_sigint_stops_after_the_step_and_a_second_one_stops_at_once(tmp_path):
         if t.progress.env_steps == 200:
             os.kill(os.getpid(), signal.SIGINT)
 
-    summary = train(make_trainer(tmp_path / "a", hooks=[step_hook(one_sigint)]))
+    summary = train(new_trainer(tmp_path / "a", hooks=[step_hook(one_sigint)]))
     assert summary["interrupted"] == "SIGINT" and summary["env_steps"] == 200 and summary["video"] is None
     assert load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt").progress["env_steps"] == 200
     assert signal.getsignal(signal.SIGINT) is before
@@ -96,7 +96,7 @@ def test_sigint_stops_after_the_step_and_a_second_one_stops_at_once(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
-        train(make_trainer(tmp_path / "b", hooks=[step_hook(two_sigints)]))
+        train(new_trainer(tmp_path / "b", hooks=[step_hook(two_sigints)]))
     assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt").progress["env_steps"] == 150
     assert signal.getsignal(signal.SIGINT) is before
 
@@ -104,7 +104,7 @@ def test_sigint_stops_after_the_step_and_a_second_one_stops_at_once(tmp_path):
 # ------------------------------------------------------------------------------------------- atomic writes
 WRITER = """
 import sys, torch
-from sac_runner.checkpoint import Checkpoint, save_checkpoint
+from sac_runner.training.checkpoint import Checkpoint, save_checkpoint
 i = 0
 while True:
     i += 1
@@ -138,7 +138,7 @@ def test_a_writer_killed_mid_write_leaves_a_complete_checkpoint(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- NaN guard
-def test_a_nan_loss_stops_training_naming_step_and_quantity_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_nan_loss_stops_training_naming_step_and_quantity_and_keeps_the_last_good_checkpoint(make_trainer, tmp_path):
     def poison(t):
         if t.progress.env_steps == 169:  # after the checkpoint of step 150: the next update meets a NaN
             with torch.no_grad():
@@ -146,7 +146,7 @@ def test_a_nan_loss_stops_training_naming_step_and_quantity_and_keeps_the_last_g
 
     trainer = make_trainer(tmp_path, hooks=[step_hook(poison)])
     with pytest.raises(TrainingError) as e:
-        train(trainer)
+        trainer.train()
     msg, p = str(e.value), trainer.progress
     assert p.env_steps == 170 and "\n" not in msg
     assert msg.startswith(
@@ -158,9 +158,9 @@ def test_a_nan_loss_stops_training_naming_step_and_quantity_and_keeps_the_last_g
     assert all(torch.isfinite(v).all() for v in ckpt.agent["critic"].values())
 
 
-def test_non_finite_parameters_are_never_checkpointed(tmp_path):
+def test_non_finite_parameters_are_never_checkpointed(make_trainer, tmp_path):
     trainer = make_trainer(tmp_path, "algorithm.total_steps=150")
-    train(trainer)
+    trainer.train()
     before = (tmp_path / "checkpoints" / "last.pt").read_bytes()
     with torch.no_grad():
         trainer.agent.actor.mean.bias.fill_(float("inf"))
@@ -202,7 +202,7 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, monkeypatch
 def test_a_format_1_checkpoint_is_migrated_and_a_newer_format_refused(tmp_path):
     """Checkpoints written before the agent's entries were grouped still resume and replay."""
     run = tmp_path / "run"
-    train(make_trainer(run, "algorithm.total_steps=150"))
+    train(new_trainer(run, "algorithm.total_steps=150"))
     path = run / "checkpoints" / "last.pt"
     v2 = torch.load(path, weights_only=True)
     v1 = {**{k: v for k, v in v2.items() if k != "agent"}, **v2["agent"], "format": 1}
@@ -220,23 +220,23 @@ def test_a_format_1_checkpoint_is_migrated_and_a_newer_format_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- disk
-def test_a_full_disk_at_a_checkpoint_is_one_clear_error(tmp_path):
+def test_a_full_disk_at_a_checkpoint_is_one_clear_error(make_trainer, tmp_path):
     trainer = make_trainer(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     full = tmp_path / "checkpoints" / f".best.pt.tmp-{os.getpid()}"  # where the first write goes
     full.symlink_to("/dev/full")
     with pytest.raises(TrainingError) as e:
-        train(trainer)
+        trainer.train()
     msg = str(e.value)
     assert msg.startswith(f"cannot write {tmp_path / 'checkpoints' / 'best.pt'} (No space left on device)")
     assert msg.endswith("then start the run again")  # no checkpoint yet: nothing to resume
     assert not (tmp_path / "checkpoints" / "best.pt").exists() and not full.exists()
 
 
-def test_a_failing_tensorboard_write_is_one_clear_error(tmp_path, monkeypatch):
+def test_a_failing_tensorboard_write_is_one_clear_error(make_trainer, tmp_path, monkeypatch):
     import errno
 
-    import sac_runner.logger as logger_module
+    import sac_runner.training.logger as logger_module
 
     class FullDiskWriter(logger_module.SummaryWriter):
         def add_scalar(self, tag, value, step=None, *args, **kwargs):
@@ -246,7 +246,7 @@ def test_a_failing_tensorboard_write_is_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(logger_module, "SummaryWriter", FullDiskWriter)  # a full disk, seen by TensorBoard
     with pytest.raises(TrainingError) as e:
-        train(make_trainer(tmp_path))
+        make_trainer(tmp_path).train()
     assert str(e.value) == (
         f"cannot write {tmp_path / 'tensorboard' / 'events'} (No space left on device); free disk "
         f"space or fix the directory's permissions, then continue from step 150 with: "

@@ -1,7 +1,6 @@
 """Learning checks on real environments: minutes each, so marked slow and deselected by default.
 
-Run them with `pytest -m slow` (or call scripts/learning_check.py directly, which prints the per-seed table).
-"""
+Run them with `pytest -m slow`, or call scripts/learning_table.py with --threshold and --min-pass directly."""
 
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "learning_check.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "learning_table.py"
 
 
 @pytest.mark.slow
@@ -19,19 +18,13 @@ def test_solves_within_budget_for_4_of_5_seeds(env, target, within, tmp_path):
         [
             sys.executable,
             str(SCRIPT),
-            "--env",
-            env,
-            "--target",
-            str(target),
-            "--within",
-            str(within),
-            "--min-pass",
-            "4",
-            "--out",
-            str(tmp_path),
+            *("--envs", env, "--seeds", "0", "1", "2", "3", "4", "--budget", str(within), "--jobs", "2"),
+            *("--threshold", str(target), "--min-pass", "4", "--sweep-dir", str(tmp_path / "sweep")),
         ],
         capture_output=True,
         text=True,
+        timeout=3600,
     )
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"learning check: {env}: " in proc.stdout

@@ -5,8 +5,8 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-from sac_runner import report
-from tests.test_report import make_run
+from sac_runner.report import cli as report
+from tests.helpers import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("learning_table", ROOT / "scripts" / "learning_table.py")
@@ -74,3 +74,14 @@ def test_a_sweep_report_fills_the_table_where_the_budget_is_the_presets(tmp_path
     assert rows["`Pendulum-v1`"][5:] == ["-160 [-170, -150] (2 seeds)", "10 s"]
     assert rows["`Hopper-v5`"][5:] == [learning_table.TODO, learning_table.TODO]  # another budget than the preset's
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
+
+
+def test_a_learning_check_counts_per_task_the_seeds_that_reached_the_threshold(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for job, final in enumerate([-150.0, -180.0, -900.0]):  # two of three seeds reach -200
+        make_run(sweep / str(job), ["env=Pendulum-v1"], job, [-1000.0, final])
+    out = sweep / "report"
+    assert report.main([str(sweep), "--out", str(out), "--no-plot", "--threshold", "-200", "--resamples", "100"]) == 0
+    assert learning_table.check_threshold(out / "report.csv", -200.0, 2)
+    assert "learning check: Pendulum-v1: 2/3 seeds reached -200 (need 2)" in capsys.readouterr().out
+    assert not learning_table.check_threshold(out / "report.csv", -200.0, 3)

@@ -1,4 +1,4 @@
-"""The loop's update step and collection policy (sac_runner/loop_steps.py): the eager pieces on CPU, and on a
+"""The loop's update step and collection policy (sac_runner/training/steps.py): the eager pieces on CPU, and on a
 CUDA device (skipped without one) the captured graphs against the eager steps, a GPU run and its resume."""
 
 import copy
@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from sac_runner.agent import make_agent
-from sac_runner.buffer import ReplayBuffer
-from sac_runner.config import ConfigError, validate
-from sac_runner.loop_steps import GraphedPolicy, GraphedUpdateStep, Policy, UpdateStep, loop_steps, make_capturable
-from sac_runner.networks import NumpyActor, SquashedGaussianActor
-from sac_runner.runs import RESUME_OVERRIDABLE
-from tests.conftest import make_cfg, make_trainer, train
+from sac_runner.agent.buffer import ReplayBuffer
+from sac_runner.agent.factory import make_agent
+from sac_runner.agent.networks import NumpyActor, SquashedGaussianActor
+from sac_runner.config import compose, validate
+from sac_runner.errors import ConfigError
+from sac_runner.keys import RESUME_OVERRIDABLE
+from sac_runner.training.steps import GraphedPolicy, GraphedUpdateStep, Policy, UpdateStep, loop_steps, make_capturable
+from tests.helpers import new_trainer, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 OBS, ACT = 5, 2
@@ -34,7 +35,7 @@ def filled_buffer(device, n=500, seed=0) -> ReplayBuffer:
 
 def agent_on(device, *overrides):
     torch.manual_seed(0)
-    cfg = validate(make_cfg("architecture=small", f"device={device}", *overrides))
+    cfg = validate(compose("architecture=small", f"device={device}", *overrides))
     return make_agent(cfg, OBS, ACT, torch.device(device))
 
 
@@ -116,10 +117,10 @@ def test_make_capturable_turns_capturable_on_for_every_group():
 
 
 def test_cuda_graph_is_a_boolean_that_a_resume_may_change():
-    assert validate(make_cfg()).cuda_graph is True
-    assert validate(make_cfg("cuda_graph=false")).cuda_graph is False
+    assert validate(compose()).cuda_graph is True
+    assert validate(compose("cuda_graph=false")).cuda_graph is False
     with pytest.raises(ConfigError, match=r"cuda_graph='yes' is not one of False, True"):
-        validate(make_cfg("cuda_graph=yes"))
+        validate(compose("cuda_graph=yes"))
     assert "cuda_graph" in RESUME_OVERRIDABLE
 
 
@@ -170,15 +171,15 @@ def test_graphed_policy_acts_as_the_eager_policy():
 def test_a_gpu_run_trains_checkpoints_and_resumes_with_graphs(tmp_path):
     """A short run on the GPU with captured graphs, then a resume that extends it: the resumed optimizer
     state comes from the checkpoint (capturable off there) and is captured again."""
-    trainer = make_trainer(tmp_path / "run", "device=cuda", "algorithm.total_steps=200", "algorithm.utd_ratio=1")
+    trainer = new_trainer(tmp_path / "run", "device=cuda", "algorithm.total_steps=200", "algorithm.utd_ratio=1")
     assert isinstance(trainer.update_step, GraphedUpdateStep) and isinstance(trainer.policy, GraphedPolicy)
     summary = train(trainer)
     assert summary["updates"] == 100 and trainer.update_step.graph is not None
     assert all(torch.isfinite(v).all() for v in trainer.state.stats.values())
 
-    from sac_runner.checkpoint import load_checkpoint
+    from sac_runner.training.checkpoint import load_checkpoint
 
-    resumed = make_trainer(tmp_path / "run", "device=cuda", "algorithm.total_steps=300", "algorithm.utd_ratio=1")
+    resumed = new_trainer(tmp_path / "run", "device=cuda", "algorithm.total_steps=300", "algorithm.utd_ratio=1")
     resumed.resume(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", map_location="cuda"))
     summary = train(resumed)
     assert summary["env_steps"] == 300 and summary["updates"] == 200
@@ -187,6 +188,6 @@ def test_a_gpu_run_trains_checkpoints_and_resumes_with_graphs(tmp_path):
 
 @cuda
 def test_cuda_graph_false_keeps_the_eager_steps_on_a_gpu(tmp_path):
-    trainer = make_trainer(tmp_path / "run", "device=cuda", "cuda_graph=false", "algorithm.utd_ratio=1")
+    trainer = new_trainer(tmp_path / "run", "device=cuda", "cuda_graph=false", "algorithm.utd_ratio=1")
     assert type(trainer.update_step) is UpdateStep and type(trainer.policy) is Policy
     assert train(trainer)["updates"] == 200

@@ -4,7 +4,7 @@ Needs the mujoco extra, which the test extra includes."""
 import imageio.v3 as iio
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def run(tool, *args, cwd):

@@ -33,17 +33,24 @@ def test_wheel_contains_every_yaml_file(wheel):
     assert not missing, f"not packaged: {missing}"
 
 
+def test_wheel_contains_every_module_of_the_package(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "sac_runner").rglob("*.py"))
+    assert "sac_runner/training/trainer.py" in modules and "sac_runner/report/__main__.py" in modules
+    missing = [m for m in modules if m not in names]
+    assert not missing, f"not packaged: {missing}"
+
+
 def test_installed_wheel_composes_from_another_directory(wheel, tmp_path):
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = (
         "import sac_runner, sys;"
         "assert sac_runner.__file__.startswith(sys.argv[1]), sac_runner.__file__;"
-        "from hydra import compose, initialize_config_module;"
-        "from sac_runner.config import validate\n"
-        "with initialize_config_module('sac_runner.conf', version_base='1.3'):\n"
-        "    for env in ['CartPoleContinuous-v1', 'Pendulum-v1']:\n"
-        "        validate(compose('config', overrides=['env=' + env, 'architecture=large']))\n"
+        "from sac_runner.config import compose, validate;"
+        "import sac_runner.cli, sac_runner.report.cli, sac_runner.visualize\n"
+        "for env in ['CartPoleContinuous-v1', 'Pendulum-v1']:\n"
+        "    validate(compose('env=' + env, 'architecture=large'))\n"
         "print('ok')"
     )
     # -I: ignore the editable install and the current directory; only the extracted wheel is importable

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import yaml
 
-from sac_runner import config, envs, presets, report
-from tests.conftest import TINY, make_cfg, run_cli, sac_train
+from sac_runner import config, envs, presets
+from sac_runner.config import compose
+from sac_runner.report import cli as report
+from tests.helpers import TINY, run_cli, sac_train
 
 PRESETS = presets.preset_names()
 
@@ -27,20 +29,34 @@ def preset_text(name):
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_every_preset_describes_itself_and_states_its_budget(name):
-    cfg = make_cfg(f"env={name}")
+def test_every_preset_describes_itself_and_names_its_source_as_data(name):
+    cfg = compose(f"env={name}")
     assert cfg.env.id == name
-    description = presets.preset_description(name)
-    assert description and len(description) <= 95, description
-    # the budget in the description (shown by --help) is the preset's own
-    amount, unit = re.search(r"(\d+)([kM]) steps", description).groups()
-    assert cfg.algorithm.total_steps == int(amount) * {"k": 1000, "M": 1000000}[unit]
-    # where the values come from, and the network size it picks as an architecture option
+    assert cfg.preset.description and cfg.preset.description == presets.preset_description(name)
+    assert cfg.preset.source in presets.SOURCES and cfg.preset.source == presets.preset_source(name)
+    # --help's line: the description, then the budget and network sizes the preset composes to
+    steps, sizes = presets.preset_budget(name)
+    assert steps == cfg.algorithm.total_steps and sizes == list(cfg.architecture.critic_hidden_sizes)
+    line = presets.preset_line(name)
+    assert line.startswith(f"{cfg.preset.description}; ") and len(line) <= 95, line
+    # it picks its network size as an architecture option; the provenance is stated once, in presets.SOURCES
     text = preset_text(name)
-    assert re.search(r"SAC paper|rl-baselines3-zoo|measured|learning_check", text), name
     assert "override /architecture:" in text
-    sizes = "-".join(map(str, cfg.architecture.critic_hidden_sizes))
-    assert f"{sizes} networks" in description
+    assert "Haarnoja" not in text and "Source:" not in text and "learning_check" not in text
+
+
+def test_the_help_line_of_a_preset_states_budget_and_networks():
+    assert presets.preset_line("Hopper-v5") == (
+        "Hop forward on one leg (11-dim state, 3 joints); 1M steps, 256-256 networks."
+    )
+    assert presets.preset_line("CartPoleContinuous-v1").endswith("; 30k steps, 64-64 networks.")
+    assert [presets.format_steps(n) for n in (30000, 1000000, 2500000, 1500, 999)] == [
+        "30k",
+        "1M",
+        "2.5M",
+        "1.5k",
+        "999",
+    ]
 
 
 def test_tuned_values_stay_under_another_architecture():
@@ -50,20 +66,20 @@ def test_tuned_values_stay_under_another_architecture():
         ["env=MountainCarContinuous-v0", "architecture=large"],
         ["architecture=large", "env=MountainCarContinuous-v0"],
     ):
-        cfg = make_cfg(*args)
+        cfg = compose(*args)
         assert list(cfg.architecture.critic_hidden_sizes) == [512, 512, 512]
         assert cfg.architecture.log_std_min == 1.5 and cfg.algorithm.discount == 0.999
-    assert make_cfg("env=MountainCarContinuous-v0", "architecture.log_std_min=-5").architecture.log_std_min == -5
+    assert compose("env=MountainCarContinuous-v0", "architecture.log_std_min=-5").architecture.log_std_min == -5
 
 
 def test_any_registered_id_without_a_preset_gets_the_defaults():
-    default = make_cfg("env=generic", "env.id=InvertedPendulum-v4")
-    cfg = make_cfg("env=InvertedPendulum-v4")
+    default = compose("env=generic", "env.id=InvertedPendulum-v4")
+    cfg = compose("env=InvertedPendulum-v4")
     assert cfg == default and cfg.env.id == "InvertedPendulum-v4"
     assert cfg.algorithm.total_steps == 100000 and list(cfg.architecture.critic_hidden_sizes) == [256, 256]
-    assert make_cfg("env=phys2d/CartPole-v1").env.id == "phys2d/CartPole-v1"  # a namespaced id
+    assert compose("env=phys2d/CartPole-v1").env.id == "phys2d/CartPole-v1"  # a namespaced id
     # the command line still wins, and an architecture can be chosen as for a preset
-    cfg = make_cfg("env=BipedalWalkerHardcore-v3", "architecture=small", "algorithm.total_steps=7")
+    cfg = compose("env=BipedalWalkerHardcore-v3", "architecture=small", "algorithm.total_steps=7")
     assert cfg.algorithm.total_steps == 7 and list(cfg.architecture.critic_hidden_sizes) == [64, 64]
 
 
@@ -115,7 +131,7 @@ def test_an_environment_whose_extra_is_missing_names_the_extra(monkeypatch):
     monkeypatch.setattr(envs, "make_env", not_installed)
     monkeypatch.setattr(config, "_CHECKED_ENVS", set())  # BipedalWalker-v3 may have been checked already
     with pytest.raises(config.ConfigError) as err:
-        config.validate(make_cfg("env=BipedalWalker-v3"))
+        config.validate(compose("env=BipedalWalker-v3"))
     assert str(err.value).startswith("env.id='BipedalWalker-v3' needs a package that is not installed (Box2D is not")
     assert str(err.value).endswith("; pip install 'sac_runner[box2d]'")
 
@@ -129,7 +145,7 @@ def test_help_names_the_app_gives_examples_and_lists_every_preset(tmp_path):
     assert "sac-train -m env=Hopper-v5,Walker2d-v5 seed=0,1" in text
     assert "env= takes any registered Gymnasium id" in text
     for name in PRESETS:
-        assert re.search(rf"^    {re.escape(name)} +{re.escape(presets.preset_description(name))}$", text, re.M), name
+        assert re.search(rf"^    {re.escape(name)} +{re.escape(presets.preset_line(name))}$", text, re.M), name
     for suite in ("MuJoCo (pip install 'sac_runner[mujoco]'):", "Box2D (pip install 'sac_runner[box2d]'):"):
         assert suite in text
     assert "architecture: default, large, medium, small" in text
@@ -138,7 +154,7 @@ def test_help_names_the_app_gives_examples_and_lists_every_preset(tmp_path):
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_every_preset_renders_headless(name):
-    env = envs.make_env(make_cfg(f"env={name}").env, render_mode="rgb_array")
+    env = envs.make_env(compose(f"env={name}").env, render_mode="rgb_array")
     try:
         env.reset(seed=0)
         frame = env.render()

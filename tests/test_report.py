@@ -1,6 +1,5 @@
 """sac-report on synthetic run directories (TensorBoard events written directly, no training)."""
 
-import csv
 import json
 import math
 import os
@@ -10,34 +9,11 @@ import pytest
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
-from sac_runner import report, report_data, report_stats
-
-
-def make_run(
-    path, overrides, seed, returns, steps=None, summary=True, env_id="Pendulum-v1", sps=500.0, interrupted=None
-):
-    """A run directory as sac-train leaves it: .hydra/overrides.yaml, config.yaml, tensorboard/, summary.json."""
-    steps = steps or [1000 * (i + 1) for i in range(len(returns))]
-    (path / ".hydra").mkdir(parents=True)
-    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={seed}", *overrides]))
-    (path / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "env": {"id": env_id}}))
-    (path / "checkpoints").mkdir()
-    w = SummaryWriter(str(path / "tensorboard"))
-    for s, r in zip(steps, returns):
-        w.add_scalar("eval/return_mean", r, s)
-        w.add_scalar("time/steps_per_second", sps, s)
-    w.close()
-    if summary:
-        s = {
-            "env_steps": steps[-1],
-            "wall_time_s": steps[-1] / sps,
-            "steps_per_second": sps,
-            "evals": [[st, r, 0, r, r] for st, r in zip(steps, returns)],
-        }
-        if interrupted:
-            s["interrupted"] = interrupted
-        (path / "summary.json").write_text(json.dumps(s))
-    return path
+from sac_runner import objectives
+from sac_runner.report import cli as report
+from sac_runner.report import data as report_data
+from sac_runner.report import stats as report_stats
+from tests.helpers import make_run, read_csv
 
 
 @pytest.fixture
@@ -65,19 +41,14 @@ def sweep(tmp_path):
     return d
 
 
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def test_statistics():
     lo, hi = report_stats.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
     assert lo < 2.5 < hi and (lo, hi) == report_stats.bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
     assert lo >= 1.0 and hi <= 4.0
     assert all(math.isnan(v) for v in report_stats.bootstrap_ci([5.0]))
-    assert report_stats.iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)  # 25% trimmed from each end
-    assert report_stats.iqm([1, 2, 3, 100, 200, 300, 400, 500]) == pytest.approx(150.75)  # mean of 3, 100, 200, 300
-    assert report_stats.iqm([2.0, 4.0]) == pytest.approx(3.0)
+    assert objectives.iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)  # 25% trimmed from each end
+    assert objectives.iqm([1, 2, 3, 100, 200, 300, 400, 500]) == pytest.approx(150.75)  # mean of 3, 100, 200, 300
+    assert objectives.iqm([2.0, 4.0]) == pytest.approx(3.0)
 
 
 def test_each_bootstrap_interval_is_computed_once(sweep, monkeypatch):

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from sac_runner import runs
-from sac_runner.agent import make_agent
-from sac_runner.buffer import ReplayBuffer
-from sac_runner.checkpoint import load_checkpoint
-from sac_runner.config import ConfigError
-from sac_runner.trainer import Trainer
-from tests.conftest import make_cfg, make_trainer, sac_train, step_hook, train
+from sac_runner.agent.buffer import ReplayBuffer
+from sac_runner.agent.factory import make_agent
+from sac_runner.config import compose
+from sac_runner.errors import ConfigError
+from sac_runner.training.checkpoint import load_checkpoint
+from sac_runner.training.trainer import Trainer
+from tests.helpers import new_trainer, sac_train, step_hook, train
 
 torch.set_num_threads(1)
 
@@ -37,13 +38,13 @@ def sigterm_at(step):
 
 def new_run(run_dir, *overrides, stop_at=None):
     """Train in-process as `sac-train` would (config.yaml first); with stop_at, send ourselves SIGTERM at that step."""
-    trainer = make_trainer(run_dir, *overrides, hooks=sigterm_at(stop_at))
+    trainer = new_trainer(run_dir, *overrides, hooks=sigterm_at(stop_at))
     return trainer, train(trainer)
 
 
 def resume_run(run_dir, *overrides, stop_at=None):
     """What `sac-train resume=<run_dir> <overrides>` does, in-process."""
-    composed = make_cfg(f"resume={run_dir}", *overrides)
+    composed = compose(f"resume={run_dir}", *overrides)
     run_dir, cfg, ckpt = runs.prepare_resume(composed, list(overrides))
     trainer = Trainer(cfg, run_dir, hooks=sigterm_at(stop_at))
     trainer.resume(ckpt)
@@ -89,7 +90,7 @@ def assert_same_state(a: Trainer, b: Trainer):
         sa, sb = getattr(a.agent, name).state_dict(), getattr(b.agent, name).state_dict()
         for k in sa:
             assert torch.equal(sa[k], sb[k]), f"{name}.{k} differs"
-    assert torch.equal(a.agent.log_alpha, b.agent.log_alpha)
+    assert torch.equal(a.agent.log_entropy_coef, b.agent.log_entropy_coef)
     for k in a.buffer.data:
         assert torch.equal(a.buffer.data[k][: a.buffer.size], b.buffer.data[k][: b.buffer.size])
     np.testing.assert_array_equal(a.state.obs, b.state.obs)
@@ -176,14 +177,14 @@ def test_refusals_are_one_line_config_errors(tmp_path):
     ]
     for path, overrides, needle in cases:
         with pytest.raises(ConfigError) as e:
-            runs.prepare_resume(make_cfg(f"resume={path}", *overrides), overrides)
+            runs.prepare_resume(compose(f"resume={path}", *overrides), overrides)
         assert needle in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="--multirun"):
-        runs.prepare_resume(make_cfg(f"resume={tmp_path / 'run'}"), [], multirun=True)
+        runs.prepare_resume(compose(f"resume={tmp_path / 'run'}"), [], multirun=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").unlink()
     with pytest.raises(ConfigError, match="no checkpoints/last.pt"):
         runs.prepare_resume(
-            make_cfg(f"resume={tmp_path / 'run'}", "algorithm.total_steps=300"), ["algorithm.total_steps=300"]
+            compose(f"resume={tmp_path / 'run'}", "algorithm.total_steps=300"), ["algorithm.total_steps=300"]
         )
 
 

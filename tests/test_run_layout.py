@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 DATA = Path(__file__).parent / "data" / "v0.1.0"
 RUNS = {"Pendulum-v1": (600, 300), "CartPoleContinuous-v1": (400, 200)}  # total_steps, eval_interval
@@ -58,7 +58,7 @@ def test_sac_train_resumes_an_old_run_with_a_larger_budget(env_id, tmp_path):
 
 
 def test_sac_report_reads_old_runs(tmp_path):
-    from sac_runner import report
+    from sac_runner.report import cli as report
 
     out = tmp_path / "report"
     assert report.main([str(DATA), "--out", str(out), "--no-plot", "--resamples", "100"]) == 0

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import distributions as D
 
-from sac_runner.networks import CriticEnsemble, SquashedGaussianActor, squashed_log_prob
-from sac_runner.sac import SAC, Batch, actor_loss, alpha_loss, critic_loss, polyak_update
+from sac_runner.agent.networks import CriticEnsemble, SquashedGaussianActor, squashed_log_prob
+from sac_runner.agent.sac import SAC, Batch, actor_loss, critic_loss, entropy_coef_loss, polyak_update
 
 torch.set_num_threads(1)
 
@@ -107,32 +107,39 @@ def test_critic_loss_hand_computed():
     batch = Batch(obs, torch.zeros(2, 1), torch.tensor([1.0, 1.0]), obs.clone(), torch.tensor([0.0, 1.0]))
     actor = ConstActor(0.5, -1.0)
     critic, target = TableCritic([1.0, 3.0]), TableCritic([2.0, 4.0])
-    loss, q = critic_loss(actor, critic, target, batch, alpha=torch.tensor(0.2), gamma=0.9)
+    loss, q = critic_loss(actor, critic, target, batch, entropy_coef=torch.tensor(0.2), discount=0.9)
     y = torch.tensor([1 + 0.9 * (3.0 + 0.2), 1.0])  # second transition terminal: y = r
     expected = ((1.0 - y) ** 2).mean() + ((3.0 - y) ** 2).mean()
     assert loss.item() == pytest.approx(expected.item())
     assert q.shape == (2, 2)
 
 
-def test_actor_and_alpha_loss_hand_computed():
+def test_actor_and_entropy_coef_loss_hand_computed():
     obs = torch.zeros(3, 1)
     actor, critic = ConstActor(0.5, -2.0), TableCritic([1.0, 3.0])
-    loss, logp = actor_loss(actor, critic, obs, alpha=torch.tensor(0.1))
+    loss, logp = actor_loss(actor, critic, obs, entropy_coef=torch.tensor(0.1))
     assert loss.item() == pytest.approx(0.1 * -2.0 - 1.5)  # min Q = 1 * (1 + 0.5)
     log_alpha = torch.tensor(math.log(0.1), requires_grad=True)
-    a_loss = alpha_loss(log_alpha, logp, target_entropy=-1.0)
+    a_loss = entropy_coef_loss(log_alpha, logp, target_entropy=-1.0)
     assert a_loss.item() == pytest.approx(-0.1 * (-2.0 - 1.0))
     a_loss.backward()  # entropy 2 > target -1: alpha must shrink, i.e. positive gradient on log alpha
     assert log_alpha.grad.item() > 0
 
 
-def make_agent(learn_alpha=True, optimizer=torch.optim.SGD, grouped=False, **opt_kwargs):
+def make_agent(learn_entropy_coef=True, optimizer=torch.optim.SGD, grouped=False, **opt_kwargs):
     """A small agent whose optimizers (lr 0.1 unless given) are one per network, or one with a group each."""
     torch.manual_seed(0)
     actor, critic = SquashedGaussianActor(3, 2, [16, 16]), CriticEnsemble(3, 2, [16, 16])
     target = copy.deepcopy(critic)
     agent = SAC(
-        actor, critic, target, torch.tensor(0.0), gamma=0.99, tau=0.1, target_entropy=-2.0, learn_alpha=learn_alpha
+        actor,
+        critic,
+        target,
+        torch.tensor(0.0),
+        discount=0.99,
+        tau=0.1,
+        target_entropy=-2.0,
+        learn_entropy_coef=learn_entropy_coef,
     )
     opt_kwargs.setdefault("lr", 0.1)
     groups = agent.param_groups()
@@ -172,23 +179,23 @@ def assert_same_parameters(a, b):
 
 def test_gradients_land_only_where_they_should():
     agent, b = make_agent(), batch()
-    q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.alpha, agent.gamma)
+    q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.entropy_coef, agent.discount)
     q_loss.backward()
     assert all(g is not None and g.abs().sum() > 0 for g in grads(agent.critic))
     assert all(g is None for g in grads(agent.actor)), "critic loss touched the actor"
-    assert agent.log_alpha.grad is None
+    assert agent.log_entropy_coef.grad is None
     assert all(g is None for g in grads(agent.target_critic))
 
     agent.critic.zero_grad(set_to_none=True)
-    pi_loss, logp = actor_loss(agent.actor, agent.critic, b.obs, agent.alpha)
+    pi_loss, logp = actor_loss(agent.actor, agent.critic, b.obs, agent.entropy_coef)
     pi_loss.backward()
     assert all(g is not None for g in grads(agent.actor))
     assert all(g is None for g in grads(agent.critic)), "actor loss touched the critic"
-    assert agent.log_alpha.grad is None and all(g is None for g in grads(agent.target_critic))
+    assert agent.log_entropy_coef.grad is None and all(g is None for g in grads(agent.target_critic))
 
     agent.actor.zero_grad(set_to_none=True)
-    alpha_loss(agent.log_alpha, logp, agent.target_entropy).backward()
-    assert agent.log_alpha.grad is not None
+    entropy_coef_loss(agent.log_entropy_coef, logp, agent.target_entropy).backward()
+    assert agent.log_entropy_coef.grad is not None
     assert all(g is None for g in grads(agent.actor) + grads(agent.critic) + grads(agent.target_critic))
 
 
@@ -198,14 +205,18 @@ def test_one_backward_of_the_summed_losses_gives_each_network_its_own_losss_grad
     alone = {}
     for name, params in agent.param_groups().items():
         torch.manual_seed(3)
-        q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.alpha, agent.gamma)
-        pi_loss, logp = actor_loss(agent.actor, agent.critic, b.obs, agent.alpha)
-        own = {"critic": q_loss, "actor": pi_loss, "alpha": alpha_loss(agent.log_alpha, logp, agent.target_entropy)}
+        q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.entropy_coef, agent.discount)
+        pi_loss, logp = actor_loss(agent.actor, agent.critic, b.obs, agent.entropy_coef)
+        own = {
+            "critic": q_loss,
+            "actor": pi_loss,
+            "entropy_coef": entropy_coef_loss(agent.log_entropy_coef, logp, agent.target_entropy),
+        }
         alone[name] = torch.autograd.grad(own[name], params)
     torch.manual_seed(3)
-    q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.alpha, agent.gamma)
-    pi_loss, logp = actor_loss(agent.actor, agent.critic, b.obs, agent.alpha)
-    total = q_loss + pi_loss + alpha_loss(agent.log_alpha, logp, agent.target_entropy)
+    q_loss, _ = critic_loss(agent.actor, agent.critic, agent.target_critic, b, agent.entropy_coef, agent.discount)
+    pi_loss, logp = actor_loss(agent.actor, agent.critic, b.obs, agent.entropy_coef)
+    total = q_loss + pi_loss + entropy_coef_loss(agent.log_entropy_coef, logp, agent.target_entropy)
     for name, params in agent.param_groups().items():
         for g_sum, g_alone in zip(torch.autograd.grad(total, params, retain_graph=True), alone[name]):
             torch.testing.assert_close(g_sum, g_alone, rtol=1e-6, atol=1e-7)
@@ -216,20 +227,21 @@ def test_update_changes_online_networks_and_moves_targets_by_polyak():
     before = copy.deepcopy(agent.state_dict())
     stats = agent.update(batch())
     after = agent.state_dict()
-    for k in before:
-        if k.startswith(("actor.", "critic.")):
-            assert not torch.equal(before[k], after[k]), f"{k} did not change"
-        if k.startswith("target_critic."):
-            online = after["critic." + k[len("target_critic.") :]]
-            torch.testing.assert_close(after[k], 0.9 * before[k] + 0.1 * online)
+    for net in ("actor", "critic"):
+        for k in before[net]:
+            assert not torch.equal(before[net][k], after[net][k]), f"{net}.{k} did not change"
+    assert set(before["target_critic"]) == set(before["critic"])
+    for k in before["target_critic"]:
+        expected = 0.9 * before["target_critic"][k] + 0.1 * after["critic"][k]
+        torch.testing.assert_close(after["target_critic"][k], expected)
     assert after["log_alpha"] != before["log_alpha"]
     assert {"loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q/mean"} <= set(stats)
 
 
 def test_fixed_alpha_never_moves():
-    agent = make_agent(learn_alpha=False)
+    agent = make_agent(learn_entropy_coef=False)
     agent.update(batch())
-    assert agent.log_alpha.item() == 0.0 and not agent.log_alpha.requires_grad
+    assert agent.log_entropy_coef.item() == 0.0 and not agent.log_entropy_coef.requires_grad
 
 
 def test_polyak_update():
@@ -272,7 +284,9 @@ def test_per_network_optimizer_states_of_checkpoint_format_2_load_into_one_group
     for _ in range(2):
         old.update(batch())
     state = copy.deepcopy(old.state_dict())
-    state["optimizers"] = dict(zip(old.param_groups(), state["optimizers"]))  # format 2: by network name
+    # format 2: one optimizer state per network, by the network's name in those files
+    assert list(old.param_groups()) == ["critic", "actor", "entropy_coef"]
+    state["optimizers"] = dict(zip(["critic", "actor", "alpha"], state["optimizers"]))
     new = make_agent(optimizer=torch.optim.Adam, grouped=True, lr=1e-2)
     new.load_state_dict(state)
     update_alike((old, new), batch(), seed=9)

@@ -1,4 +1,4 @@
-"""The Optuna search (sac_runner/optuna_search.py): search space, pruning, multi-seed trials, the study's
+"""The Optuna search (sac_runner/sweeps/optuna_*.py): search space, pruning, multi-seed trials, the study's
 storage, bad input, and each run's TensorBoard HParams entry."""
 
 import json
@@ -9,9 +9,14 @@ import shutil
 import pytest
 import yaml
 
-from sac_runner import optuna_search as search
-from sac_runner import report
-from tests.conftest import TINY, run_cli
+from sac_runner.config import compose
+from sac_runner.errors import SearchError
+from sac_runner.objectives import aggregate
+from sac_runner.report import cli as report
+from sac_runner.sweeps import optuna_study
+from sac_runner.sweeps import optuna_sweeper as search
+from sac_runner.sweeps.hparams import hyperparameters
+from tests.helpers import TINY, run_cli
 
 optuna = pytest.importorskip("optuna")
 TrialState = optuna.trial.TrialState
@@ -58,7 +63,7 @@ def test_search_space_from_preset_and_command_line():
         "algorithm.n_envs": d.IntDistribution(1, 3, step=2),
     }
     assert fixed == ["x=3", "algorithm.batch_size=256"]  # a plain value on the command line fixes a parameter
-    with pytest.raises(search.SearchError, match="hparams_search.seeds"):
+    with pytest.raises(SearchError, match="hparams_search.seeds"):
         search.search_space({}, ["seed=0,1"])
 
 
@@ -66,14 +71,14 @@ def test_settings_and_pruners():
     from omegaconf import OmegaConf
 
     ok = OmegaConf.create({"seeds": 2, "aggregate": "iqm", "pruner": {"type": "hyperband"}})
-    search.check_settings(ok)
+    optuna_study.check_settings(ok)
     for bad, match in (
         ({"seeds": 0}, "hparams_search.seeds=0 must be an integer >= 1"),
         ({"aggregate": "median"}, "hparams_search.aggregate=median"),
         ({"pruner": {"type": "asha"}}, "hparams_search.pruner.type=asha is not a pruner"),
     ):
-        with pytest.raises(search.SearchError, match=match):
-            search.check_settings(OmegaConf.merge(ok, bad))
+        with pytest.raises(SearchError, match=match):
+            optuna_study.check_settings(OmegaConf.merge(ok, bad))
     kinds = {
         "none": optuna.pruners.NopPruner,
         "median": optuna.pruners.MedianPruner,
@@ -81,11 +86,23 @@ def test_settings_and_pruners():
         "hyperband": optuna.pruners.HyperbandPruner,
     }
     for kind, cls in kinds.items():
-        assert isinstance(search.make_pruner({"type": kind}, 10000), cls)
-    assert search.make_pruner({"type": "median", "warmup": 0.5}, 10000)._n_warmup_steps == 5000
-    assert search.aggregate([1.0, 2.0, 6.0], "mean") == 3.0
-    assert search.aggregate([0.0, 1.0, 2.0, 100.0], "iqm") == 1.5
-    assert math.isnan(search.aggregate([1.0, float("nan")], "mean"))
+        assert isinstance(optuna_study.make_pruner({"type": kind}, 10000), cls)
+    assert optuna_study.make_pruner({"type": "median", "warmup": 0.5}, 10000)._n_warmup_steps == 5000
+    assert aggregate([1.0, 2.0, 6.0], "mean") == 3.0
+    assert aggregate([0.0, 1.0, 2.0, 100.0], "iqm") == 1.5
+    assert math.isnan(aggregate([1.0, float("nan")], "mean"))
+
+
+def test_hparams_are_the_runs_overrides_less_the_keys_that_are_not_hyperparameters(tmp_path):
+    overrides = ["seed=3", "algorithm.tau=0.01", "progress=false", "device=cpu", "threads=1", "hydra.run.dir=x"]
+    cfg = compose("env=Pendulum-v1", *overrides)
+    assert "preset" in cfg  # an env preset's description: a key of the run's config, not a hyperparameter
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    hp = hyperparameters(cfg, tmp_path)
+    assert hp["seed"] == 3 and hp["algorithm.tau"] == 0.01 and hp["env.id"] == "Pendulum-v1"
+    assert hp["actor_optimizer._target_"] == "Adam" and hp["architecture.critic_hidden_sizes"] == "64-64"
+    assert not [k for k in hp if k.startswith(("progress", "device", "threads", "hydra", "preset"))], hp
 
 
 # ---------------------------------------------------------------------------------------------- searches

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY, cli_command, run_cli
+from tests.helpers import TINY, cli_command, run_cli
 
 # a real SLURM cluster: the system tier (pytest -m system), run by CI
 pytestmark = pytest.mark.system

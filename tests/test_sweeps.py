@@ -1,7 +1,6 @@
 """Sweeps: `sac-train -m` through the joblib launcher, the Optuna sweeper, failed jobs, the SLURM preset,
-and sac-report on the sweeps' own output."""
+and sac-report on the sweeps' own output; the objective and thread counts a job uses."""
 
-import csv
 import json
 import math
 import subprocess
@@ -12,8 +11,12 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_module
 
-from sac_runner import report, sweep
-from tests.conftest import TINY, make_cfg, run_cli
+from sac_runner import objectives, threads
+from sac_runner.config import compose as compose_run
+from sac_runner.errors import TrialFailed
+from sac_runner.report import cli as report
+from sac_runner.sweeps.multirun import run_job
+from tests.helpers import TINY, read_csv, run_cli
 
 SWEEP_TINY = [*TINY, "save_video=false"]
 
@@ -27,33 +30,28 @@ def overrides_of(job_dir: Path) -> list[str]:
     return yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
 
 
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 # ---------------------------------------------------------------------------------------------- units
 def test_objective():
     evals = [[100, 1.0, 0, 0, 0], [200, 3.0, 0, 0, 0], [300, 5.0, 0, 0, 0], [400, 2.0, 0, 0, 0]]
-    assert sweep.objective(evals, "final", 3) == pytest.approx(10 / 3)
-    assert sweep.objective(evals, "final", 10) == pytest.approx(11 / 4)
-    assert sweep.objective(evals, "best") == 5.0
+    assert objectives.objective(evals, "final", 3) == pytest.approx(10 / 3)
+    assert objectives.objective(evals, "final", 10) == pytest.approx(11 / 4)
+    assert objectives.objective(evals, "best") == 5.0
     # trapezoids: (2 + 4 + 3.5) * 100 over a span of 300
-    assert sweep.objective(evals, "auc") == pytest.approx(9.5 / 3)
-    assert sweep.objective(evals[:1], "auc") == 1.0
-    assert math.isnan(sweep.objective([], "final"))
-    assert math.isnan(sweep.objective([*evals, [500, float("nan"), 0, 0, 0]], "best"))
+    assert objectives.objective(evals, "auc") == pytest.approx(9.5 / 3)
+    assert objectives.objective(evals[:1], "auc") == 1.0
+    assert math.isnan(objectives.objective([], "final"))
+    assert math.isnan(objectives.objective([*evals, [500, float("nan"), 0, 0, 0]], "best"))
     with pytest.raises(ValueError):
-        sweep.objective(evals, "median")
+        objectives.objective(evals, "median")
 
 
 def test_threads_outside_a_sweep():
-    assert sweep.parallel_jobs() == 1
-    assert sweep.resolve_threads("auto") == sweep.available_cores()  # 256-wide networks: every core
-    assert sweep.resolve_threads("auto", 64) == 1  # small networks: one thread
-    assert sweep.resolve_threads(3) == 3 and sweep.resolve_threads(3, 64) == 3
-    assert sweep.job_threads(make_cfg("threads=auto", "architecture=small")) == 1
-    assert sweep.job_threads(make_cfg("threads=auto", "architecture=default")) == sweep.available_cores()
+    assert threads.parallel_jobs() == 1
+    assert threads.resolve_threads("auto") == threads.available_cores()  # 256-wide networks: every core
+    assert threads.resolve_threads("auto", 64) == 1  # small networks: one thread
+    assert threads.resolve_threads(3) == 3 and threads.resolve_threads(3, 64) == 3
+    assert threads.job_threads(compose_run("threads=auto", "architecture=small")) == 1
+    assert threads.job_threads(compose_run("threads=auto", "architecture=default")) == threads.available_cores()
 
 
 def test_presets_compose():
@@ -148,19 +146,19 @@ def test_a_failed_job_is_recorded(job_context, tmp_path, capsys):
         raise RuntimeError("critic loss became\nnan")
 
     cfg = job_context()
-    assert math.isnan(sweep.run_job(cfg, broken))  # grid sweep: NaN, the sweep goes on
+    assert math.isnan(run_job(cfg, broken))  # grid sweep: NaN, the sweep goes on
     record = json.loads((tmp_path / "3" / "failed.json").read_text())
     assert (record["job_num"], record["overrides"], record["error"]) == (3, ["seed=7"], "RuntimeError")
     assert record["message"] == "critic loss became nan" and "Traceback" in record["traceback"]
     assert "sac-train: job 3 failed" in capsys.readouterr().err
-    assert sweep.run_job(cfg, lambda c: 2.5) == 2.5
+    assert run_job(cfg, lambda c: 2.5) == 2.5
     assert not (tmp_path / "3" / "failed.json").exists()  # a job that runs again starts clean
 
     cfg = job_context("hparams_search=optuna")
-    with pytest.raises(sweep.TrialFailed, match="RuntimeError: critic loss"):  # Optuna: a FAIL trial
-        sweep.run_job(cfg, broken)
-    with pytest.raises(sweep.TrialFailed, match="Diverged"):
-        sweep.run_job(cfg, lambda c: float("nan"))
+    with pytest.raises(TrialFailed, match="RuntimeError: critic loss"):  # Optuna: a FAIL trial
+        run_job(cfg, broken)
+    with pytest.raises(TrialFailed, match="Diverged"):
+        run_job(cfg, lambda c: float("nan"))
 
 
 def test_a_job_stopped_by_sigterm(job_context, tmp_path):
@@ -169,9 +167,9 @@ def test_a_job_stopped_by_sigterm(job_context, tmp_path):
 
     cfg = job_context()
     with pytest.raises(SystemExit):  # a local sweep: the stop ends the sweep
-        sweep.run_job(cfg, stopped)
+        run_job(cfg, stopped)
     cfg = job_context("hydra/launcher=slurm")  # SLURM: one job stopped, the others collected
-    assert math.isnan(sweep.run_job(cfg, stopped))
+    assert math.isnan(run_job(cfg, stopped))
     record = json.loads((tmp_path / "3" / "failed.json").read_text())
     assert record["error"] == "Interrupted" and f"sac-train resume={tmp_path / '3'}" in record["message"]
 
@@ -212,7 +210,7 @@ def test_joblib_multirun_two_by_two(grid_sweep):
         assert summary["env_steps"] == 300 and summary["objective"] is not None
         cfg = yaml.safe_load((job / "config.yaml").read_text())
         assert f"seed={cfg['seed']}" == seed and f"algorithm.tau={cfg['algorithm']['tau']}" == tau
-        assert cfg["threads"] == max(1, sweep.available_cores() // 2)  # auto: its share of the cores
+        assert cfg["threads"] == max(1, threads.available_cores() // 2)  # auto: its share of the cores
         assert not (job / "failed.json").exists()
     assert combos == {(f"seed={s}", f"algorithm.tau={t}") for s in (0, 1) for t in (0.005, 0.02)}
 

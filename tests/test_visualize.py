@@ -12,17 +12,17 @@ import torch
 from omegaconf import OmegaConf
 
 from sac_runner import envs as envs_module
+from sac_runner.agent.networks import SquashedGaussianActor
 from sac_runner.envs import make_vector_env
-from sac_runner.evaluation import evaluate
-from sac_runner.networks import SquashedGaussianActor
+from sac_runner.training.evaluation import evaluate
 from sac_runner.visualize import main
-from tests.conftest import make_trainer, run_cli, train
+from tests.helpers import new_trainer, run_cli, train
 
 torch.set_num_threads(1)
 
 
 def new_run(run_dir, *overrides):
-    train(make_trainer(run_dir, "algorithm.total_steps=150", *overrides))
+    train(new_trainer(run_dir, "algorithm.total_steps=150", *overrides))
     return run_dir
 
 

@@ -21,11 +21,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from sac_runner.buffer import ReplayBuffer
-from sac_runner.evaluation import policy_action
-from sac_runner.logger import TrainingError
-from sac_runner.networks import NumpyActor, SquashedGaussianActor
-from sac_runner.sac import SAC
+from sac_runner.agent.buffer import ReplayBuffer
+from sac_runner.agent.networks import NumpyActor, SquashedGaussianActor
+from sac_runner.agent.sac import SAC
+from sac_runner.errors import TrainingError
+from sac_runner.training.evaluation import policy_action
 
 Stats = dict[str, torch.Tensor]
 

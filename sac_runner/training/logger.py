@@ -13,9 +13,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-
-class TrainingError(Exception):
-    """Training cannot go on (a non-finite value, a failed write); str() is one line for the user."""
+from sac_runner.errors import TrainingError
 
 
 def write_error_reason(e: BaseException | None) -> str:

@@ -1,9 +1,5 @@
 """sac-report's input: find the runs in sweep and run directories, read each one's overrides, config, summary
-and TensorBoard evaluation curve into a Run, and group the runs by their overrides except the seed.
-
-`sac_runner.runs` (the run directory and override-key rules shared with sac-train) is imported where it is
-used, not at the top: it imports torch, which would delay `sac-report --help` and its argument errors.
-"""
+and TensorBoard evaluation curve into a Run, and group the runs by their overrides except the seed."""
 
 from __future__ import annotations
 
@@ -14,27 +10,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
+
+from sac_runner.keys import HYDRA_PREFIXES, NOT_GROUPING
+from sac_runner.rundir import CONFIG_FILE, FAILED_FILE, SUMMARY_FILE, is_run_dir, override_keys
 
 EVAL_TAG = "eval/return_mean"
 SPS_TAG = "time/steps_per_second"
-# overrides that do not change what is learned, so they never split a group (with the seed)
-NOT_GROUPING = ("seed", "progress", "save_video", "resume")
-# besides runs.CONFIG_FILE, what a sweep job writes before it is a whole run directory (runs.is_run_dir)
-JOB_MARKERS = (".hydra", "summary.json", "tensorboard", "failed.json")
+# besides CONFIG_FILE, what a sweep job writes before it is a whole run directory (rundir.is_run_dir)
+JOB_MARKERS = (".hydra", SUMMARY_FILE, "tensorboard", FAILED_FILE)
 
 
 def is_job_dir(path: Path) -> bool:
-    """A run directory (runs.is_run_dir), or a job directory on its way to being one (failed, stopped early,
+    """A run directory (rundir.is_run_dir), or a job directory on its way to being one (failed, stopped early,
     or still starting): it holds the run's config file or any of JOB_MARKERS."""
-    from sac_runner import runs
-
-    return runs.is_run_dir(path) or any((path / m).exists() for m in (runs.CONFIG_FILE, *JOB_MARKERS))
+    return is_run_dir(path) or any((path / m).exists() for m in (CONFIG_FILE, *JOB_MARKERS))
 
 
 def _key(override: str) -> str:
-    """The config key an override names ('+a.b=1' -> 'a.b'), by runs.override_keys; '' when it names none."""
-    from sac_runner.runs import override_keys
-
+    """The config key an override names ('+a.b=1' -> 'a.b'), by rundir.override_keys; '' when it names none."""
     keys = override_keys([override])
     return keys[0] if keys else ""
 
@@ -59,9 +53,9 @@ class Run:
 
     @property
     def group_key(self) -> tuple[str, ...]:
-        """The sorted overrides that decide the run's group: all but NOT_GROUPING and Hydra's own."""
+        """The sorted overrides that decide the run's group: all but keys.NOT_GROUPING and Hydra's own."""
         keyed = [(o, _key(o)) for o in self.overrides]
-        return tuple(sorted(o for o, k in keyed if k not in NOT_GROUPING and not k.startswith(("hydra.", "hydra/"))))
+        return tuple(sorted(o for o, k in keyed if k not in NOT_GROUPING and not k.startswith(HYDRA_PREFIXES)))
 
     @property
     def final(self) -> float:
@@ -109,14 +103,13 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def _read_yaml(path: Path):
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_container(OmegaConf.load(path))
 
 
 def read_scalars(tb_dir: Path, tags: tuple[str, ...]) -> dict[str, list]:
     """{tag: [(wall_time, step, value), ...]} from every event file in tb_dir; a step logged twice
     (a run resumed from an earlier checkpoint) keeps its last value."""
+    # here, not at the top: tensorboard takes a second to import, which sac-report --help need not wait for
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
@@ -136,8 +129,6 @@ def read_scalars(tb_dir: Path, tags: tuple[str, ...]) -> dict[str, list]:
 
 def load_run(path: Path) -> Run:
     """Read one run directory; on any problem, return it with skip_reason set."""
-    from sac_runner.runs import CONFIG_FILE
-
     run = Run(path)
     if not is_job_dir(path):
         run.skip_reason = "nothing written yet (not started, or failed before its config was saved)"
@@ -158,8 +149,8 @@ def load_run(path: Path) -> Run:
             (int(o.split("=", 1)[1]) for o in run.overrides if _key(o) == "seed" and o.split("=", 1)[1].isdigit()), None
         )
 
-    failed = path / "failed.json"
-    summary = path / "summary.json"
+    failed = path / FAILED_FILE
+    summary = path / SUMMARY_FILE
     # a failed or interrupted job that was resumed afterwards has a newer summary.json
     if failed.is_file() and not (summary.is_file() and summary.stat().st_mtime > failed.stat().st_mtime):
         try:
@@ -193,7 +184,7 @@ def load_run(path: Path) -> Run:
             s = json.loads(summary.read_text())
             run.wall_time_s = float(s["wall_time_s"])
             run.steps_per_second = float(s["steps_per_second"])
-            if s.get("pruned"):  # an Optuna trial stopped early on purpose (sac_runner/optuna_search.py)
+            if s.get("pruned"):  # an Optuna trial stopped early on purpose (sweeps/optuna_trial.py)
                 p = s["pruned"]
                 run.skip_reason = f"pruned: trial {p.get('trial')} stopped at step {s.get('env_steps')} by the search"
                 return run

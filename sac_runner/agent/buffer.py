@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sac_runner.sac import Batch
+from sac_runner.agent.sac import Batch
 
 FIELDS = ("obs", "act", "rew", "next_obs", "terminated")
 
@@ -23,9 +23,20 @@ class ReplayBuffer:
         obs_dim, act_dim: the flattened observation and action sizes.
         device: where the storage lives and batches are sampled (cpu or cuda).
         seed: seed of the sampling generator.
+        numpy_writes: write new rows through a NumPy view of the storage (the default on the CPU, where a few
+            rows per environment step cost a fraction of torch's indexing overhead); False: torch indexing,
+            as on a GPU.
     """
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0):
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        act_dim: int,
+        device: torch.device,
+        seed: int = 0,
+        numpy_writes: bool | None = None,
+    ):
         self.capacity, self.device = int(capacity), torch.device(device)
         widths = {"obs": obs_dim, "act": act_dim, "rew": 1, "next_obs": obs_dim, "terminated": 1}
         self.storage = torch.zeros((self.capacity, sum(widths.values())), dtype=torch.float32, device=self.device)
@@ -34,9 +45,10 @@ class ReplayBuffer:
             self.columns[k] = slice(start, start + w) if k in ("obs", "act", "next_obs") else start
             start += w
         self.data = {k: self.storage[:, c] for k, c in self.columns.items()}
-        # on the CPU, writes go through a NumPy view of the same memory: a few rows per environment step
-        # cost a fraction of torch's indexing overhead
-        self._view = self.storage.numpy() if self.device.type == "cpu" else None
+        self.numpy_writes = self.device.type == "cpu" if numpy_writes is None else bool(numpy_writes)
+        if self.numpy_writes and self.device.type != "cpu":
+            raise ValueError(f"numpy_writes needs the storage on the CPU, not on {self.device}")
+        self._view = self.storage.numpy() if self.numpy_writes else None
         self.pos = 0  # next slot to write
         self.size = 0  # number of valid slots
         self.generator = torch.Generator(device=self.device)

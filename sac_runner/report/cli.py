@@ -13,9 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from sac_runner import report_render as render
-from sac_runner.report_data import common_overrides, find_runs, load_run, make_groups, report_title, skip_incomplete
-from sac_runner.report_stats import group_stats, sort_groups
+from sac_runner.errors import print_error
+from sac_runner.report import render
+from sac_runner.report.data import common_overrides, find_runs, load_run, make_groups, report_title, skip_incomplete
+from sac_runner.report.stats import group_stats, sort_groups
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def error(msg: str, code: int = 2) -> int:
-        print(f"sac-report: error: {msg}", file=sys.stderr)
+        print_error(msg, prog="sac-report")
         return code
 
     missing = [str(p) for p in args.paths if not p.is_dir()]
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resamples < 1:
         return error(f"--resamples={args.resamples} must be positive; use e.g. --resamples 10000")
     if not args.no_plot:
-        try:
+        try:  # here, not at the top: an optional extra (report), and slow to import
             import matplotlib  # noqa: F401
         except ImportError:
             return error("matplotlib is needed for the plot: pip install 'sac_runner[report]' (or pass --no-plot)")

@@ -8,8 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sac_runner.report_data import Group, Run, env_ids
-from sac_runner.report_stats import group_curve
+from sac_runner.report.data import Group, Run, env_ids
+from sac_runner.report.stats import group_curve
 
 
 def _fmt(v, digits: int = 1) -> str:
@@ -27,7 +27,7 @@ def _with_ci(row: dict, name: str) -> str:
 
 
 def table_rows(rows: list[dict], confidence: float) -> tuple[list[str], list[list[str]]]:
-    """The report table's header and formatted cells, one line per group row (report_stats.group_stats)."""
+    """The report table's header and formatted cells, one line per group row (stats.group_stats)."""
     pct = f"{confidence * 100:g}% CI"
     header = ["group", "runs", "seeds", f"final [{pct}]", "final IQM", f"best [{pct}]"]
     if rows and "threshold" in rows[0]:

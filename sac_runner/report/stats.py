@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 
-from sac_runner.report_data import Group
+from sac_runner.objectives import iqm
+from sac_runner.report.data import Group
 
 
 def bootstrap_ci(x, confidence: float = 0.95, n_resamples: int = 10000, seed: int = 0) -> tuple[float, float]:
@@ -20,14 +21,6 @@ def bootstrap_ci(x, confidence: float = 0.95, n_resamples: int = 10000, seed: in
     alpha = (1.0 - confidence) / 2
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
-
-
-def iqm(x) -> float:
-    """Interquartile mean: the mean of the middle 50% (25% trimmed from each end, as
-    scipy.stats.trim_mean(x, 0.25)); the plain mean for fewer than 4 values."""
-    x = np.sort(np.asarray(x, dtype=float))
-    k = int(0.25 * x.size)
-    return float(x[k : x.size - k].mean()) if x.size else math.nan
 
 
 def _nanmean_or_nan(values: list[float]) -> float:

@@ -1,8 +1,9 @@
 """Soft Actor-Critic (Haarnoja et al., 2018): the losses and one update step.
 
 Notation: s, a, r, s', d = a replay batch (d = 1 only on *termination*; a time-limit
-truncation keeps bootstrapping), gamma the discount, alpha = exp(log_alpha) the entropy
-coefficient, Q_i the critic ensemble, Qbar_i its Polyak-averaged target, pi the actor.
+truncation keeps bootstrapping), gamma the discount (algorithm.discount), alpha = exp(log_alpha) the
+entropy coefficient, Q_i the critic ensemble, Qbar_i its Polyak-averaged target, pi the actor. In the code
+gamma is `discount` and alpha `entropy_coef`, as in the config.
 """
 
 from __future__ import annotations
@@ -21,29 +22,29 @@ class Batch(NamedTuple):
     terminated: torch.Tensor  # (B,) float, 1.0 where s' is terminal
 
 
-def critic_loss(actor, critic, target_critic, batch: Batch, alpha: torch.Tensor, gamma: float):
+def critic_loss(actor, critic, target_critic, batch: Batch, entropy_coef: torch.Tensor, discount: float):
     """J_Q = sum_i E[(Q_i(s, a) - y)^2],  y = r + gamma (1 - d) (min_i Qbar_i(s', a') - alpha log pi(a'|s')),
     with a' ~ pi(.|s') sampled fresh. The target carries no gradient."""
     with torch.no_grad():
         next_act, next_logp = actor.sample(batch.next_obs)
         next_q = target_critic(batch.next_obs, next_act).min(dim=0).values
-        y = batch.rew + gamma * (1.0 - batch.terminated) * (next_q - alpha * next_logp)
+        y = batch.rew + discount * (1.0 - batch.terminated) * (next_q - entropy_coef * next_logp)
     q = critic(batch.obs, batch.act)  # (n_critics, B)
     loss = (q - y).pow(2).mean(dim=1).sum()
     return loss, q.detach()
 
 
-def actor_loss(actor, critic, obs: torch.Tensor, alpha: torch.Tensor):
+def actor_loss(actor, critic, obs: torch.Tensor, entropy_coef: torch.Tensor):
     """J_pi = E_s[alpha log pi(a|s) - min_i Q_i(s, a)],  a = tanh(mu + sigma * eps) (reparameterised).
     The critic is evaluated with detached parameters, so this loss puts no gradient on it."""
     act, logp = actor.sample(obs)
     q = critic(obs, act, detach_params=True).min(dim=0).values
-    return (alpha * logp - q).mean(), logp.detach()
+    return (entropy_coef * logp - q).mean(), logp.detach()
 
 
-def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: float):
+def entropy_coef_loss(log_entropy_coef: torch.Tensor, logp: torch.Tensor, target_entropy: float):
     """J_alpha = E[-alpha (log pi(a|s) + Hbar)]: alpha grows when the entropy -log pi falls below Hbar."""
-    return -(log_alpha.exp() * (logp.detach() + target_entropy)).mean()
+    return -(log_entropy_coef.exp() * (logp.detach() + target_entropy)).mean()
 
 
 @torch.no_grad()
@@ -64,17 +65,21 @@ def merge_optimizer_states(states: list[dict]) -> dict:
     return merged
 
 
+# checkpoint format <= 2 kept the optimizers' states by network, under these names (param_groups: the file's)
+FORMAT2_NAMES = {"critic": "critic", "actor": "actor", "entropy_coef": "alpha"}
+
+
 class SAC(nn.Module):
     """Actor, critic ensemble, target critics, log alpha and their optimizers; `update` is one gradient step.
 
     Args:
         actor: a SquashedGaussianActor (its `sample` gives reparameterised actions and log-probabilities).
         critic: a CriticEnsemble, Q_1..Q_n in one module; target_critic: its copy, updated by Polyak averaging.
-        log_alpha: the initial log entropy coefficient (a scalar tensor).
+        log_entropy_coef: the initial log entropy coefficient, log alpha (a scalar tensor).
         optimizers: the optimizers over `param_groups()` (one holding all three groups, or one each); they step
             after each update's single backward pass.
-        gamma: discount; tau: Polyak factor; target_entropy: Hbar, the entropy alpha steers towards.
-        learn_alpha: tune alpha (entropy_mode=auto) or keep it fixed.
+        discount: gamma; tau: Polyak factor; target_entropy: Hbar, the entropy alpha steers towards.
+        learn_entropy_coef: tune alpha (entropy_mode=auto) or keep it fixed.
         max_grad_norm: clip each network's gradient norm to this value (None: no clipping).
     """
 
@@ -83,22 +88,22 @@ class SAC(nn.Module):
         actor,
         critic,
         target_critic,
-        log_alpha,
+        log_entropy_coef,
         optimizers=(),
         *,
-        gamma,
+        discount,
         tau,
         target_entropy,
-        learn_alpha,
+        learn_entropy_coef,
         max_grad_norm=None,
     ):
         super().__init__()
         self.actor, self.critic, self.target_critic = actor, critic, target_critic
         self.target_critic.requires_grad_(False)
-        self.log_alpha = nn.Parameter(log_alpha, requires_grad=learn_alpha)
+        self.log_entropy_coef = nn.Parameter(log_entropy_coef, requires_grad=learn_entropy_coef)
         self.optimizers: list[torch.optim.Optimizer] = list(optimizers)
-        self.gamma, self.tau, self.target_entropy = gamma, tau, target_entropy
-        self.learn_alpha, self.max_grad_norm = learn_alpha, max_grad_norm
+        self.discount, self.tau, self.target_entropy = discount, tau, target_entropy
+        self.learn_entropy_coef, self.max_grad_norm = learn_entropy_coef, max_grad_norm
         # parameter lists looked up once: walking the module tree on every update is measurable on CPU
         self._actor_params, self._critic_params = list(actor.parameters()), list(critic.parameters())
         self._target_params = list(target_critic.parameters())
@@ -110,7 +115,7 @@ class SAC(nn.Module):
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "target_critic": self.target_critic.state_dict(),
-            "log_alpha": self.log_alpha.detach().cpu().clone(),
+            "log_alpha": self.log_entropy_coef.detach().cpu().clone(),  # the checkpoint's name for it
             "optimizers": [opt.state_dict() for opt in self.optimizers],
         }
 
@@ -120,11 +125,12 @@ class SAC(nn.Module):
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])
         with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"].to(self.log_alpha.device))
+            self.log_entropy_coef.copy_(state["log_alpha"].to(self.log_entropy_coef.device))
         saved = state["optimizers"]
-        if isinstance(saved, dict):  # checkpoint format <= 2: one optimizer state per network, by name
+        if isinstance(saved, dict):  # checkpoint format <= 2: one optimizer state per network, by its name there
             saved = [
-                merge_optimizer_states([saved[name] for name in self._optimized_by(opt)]) for opt in self.optimizers
+                merge_optimizer_states([saved[FORMAT2_NAMES[name]] for name in self._optimized_by(opt)])
+                for opt in self.optimizers
             ]
         if len(saved) != len(self.optimizers):
             raise ValueError(f"{len(saved)} saved optimizer states for {len(self.optimizers)} optimizers")
@@ -137,15 +143,23 @@ class SAC(nn.Module):
         return [first[id(group["params"][0])] for group in opt.param_groups]
 
     def param_groups(self) -> dict[str, list[torch.Tensor]]:
-        """The parameters each loss trains, by name: critic, actor, and alpha (when it is learned)."""
+        """The parameters each loss trains, by name: critic, actor, and entropy_coef (when it is learned)."""
         groups = {"critic": self._critic_params, "actor": self._actor_params}
-        if self.learn_alpha:
-            groups["alpha"] = [self.log_alpha]
+        if self.learn_entropy_coef:
+            groups["entropy_coef"] = [self.log_entropy_coef]
         return groups
 
     @property
-    def alpha(self) -> torch.Tensor:
-        return self.log_alpha.detach().exp()
+    def entropy_coef(self) -> torch.Tensor:
+        """alpha = exp(log alpha), without gradient."""
+        return self.log_entropy_coef.detach().exp()
+
+    def checked_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """(name, tensor) of every learned tensor, named for an error message: the parameters and log alpha."""
+        named = [(f"actor parameter {n}", v) for n, v in self.actor.named_parameters()]
+        named += [(f"critic parameter {n}", v) for n, v in self.critic.named_parameters()]
+        named += [(f"target critic parameter {n}", v) for n, v in self.target_critic.named_parameters()]
+        return [*named, ("log_alpha", self.log_entropy_coef)]
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The sum of the three losses on `batch`, all from the current parameters, and the step's statistics.
@@ -154,9 +168,9 @@ class SAC(nn.Module):
         reaches the critic through detached parameters, alpha's loss sees log pi detached), so one
         backward pass of the sum gives every network exactly its own loss's gradient.
         """
-        alpha = self.alpha
-        q_loss, q = critic_loss(self.actor, self.critic, self.target_critic, batch, alpha, self.gamma)
-        pi_loss, logp = actor_loss(self.actor, self.critic, batch.obs, alpha)
+        entropy_coef = self.entropy_coef
+        q_loss, q = critic_loss(self.actor, self.critic, self.target_critic, batch, entropy_coef, self.discount)
+        pi_loss, logp = actor_loss(self.actor, self.critic, batch.obs, entropy_coef)
         total = q_loss + pi_loss
         stats = {
             "loss/critic": q_loss.detach(),
@@ -165,10 +179,10 @@ class SAC(nn.Module):
             "q/min": q.min(),
             "q/max": q.max(),
             "entropy": -logp.mean(),
-            "alpha": alpha,
+            "alpha": entropy_coef,  # the TensorBoard tags keep their names: train/alpha, train/loss/alpha
         }
-        if self.learn_alpha:
-            a_loss = alpha_loss(self.log_alpha, logp, self.target_entropy)
+        if self.learn_entropy_coef:
+            a_loss = entropy_coef_loss(self.log_entropy_coef, logp, self.target_entropy)
             total = total + a_loss
             stats["loss/alpha"] = a_loss.detach()
         stats["loss/total"] = total.detach()  # finite exactly when every loss is: the loop checks this one

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sac_runner.envs import ActionScaler, make_env
+from sac_runner.training.checkpoint import load_checkpoint
 
 
 def policy_action(actor, obs, device, deterministic=True) -> np.ndarray:
@@ -39,7 +41,7 @@ def evaluate(actor, vec_env, seeds, device) -> np.ndarray:
 
 def record_video(actor, env_cfg, path: str | Path, seed: int, device, max_frames: int = 5000) -> tuple[float, int]:
     """Play one deterministic episode with rgb_array rendering and stream it to an mp4. Returns (return, frames)."""
-    from moviepy.video.io.ffmpeg_writer import FFMPEG_VideoWriter
+    from moviepy.video.io.ffmpeg_writer import FFMPEG_VideoWriter  # here: slow to import, and only for videos
 
     env = make_env(env_cfg, render_mode="rgb_array")
     scaler = ActionScaler(env.action_space)
@@ -78,3 +80,13 @@ def record_video(actor, env_cfg, path: str | Path, seed: int, device, max_frames
         env.close()
     tmp.replace(path)
     return total, frames
+
+
+def record_checkpoint_video(actor, checkpoint: Path, env_cfg, path: Path, seed: int, device) -> Path:
+    """record_video of a fresh copy of `actor` with the weights of `checkpoint` (the actor's own where the file
+    does not exist); returns `path`."""
+    actor = copy.deepcopy(actor)
+    if checkpoint.exists():
+        actor.load_state_dict(load_checkpoint(checkpoint, map_location=device).agent["actor"])
+    record_video(actor, env_cfg, path, seed=seed, device=device)
+    return path

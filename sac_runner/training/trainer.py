@@ -1,14 +1,12 @@
-"""The training loop: collect, learn, evaluate, checkpoint. The run's state and its checkpoint format live
+"""The training loop: collect, learn, evaluate, checkpoint. The run's state is in state.py, the checkpoint format
 in checkpoint.py, TensorBoard, the progress bar and the error messages in logger.py, signals in signals.py."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -17,40 +15,20 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from sac_runner.agent import make_agent, resolve_device
-from sac_runner.buffer import ReplayBuffer
-from sac_runner.checkpoint import Resumed, RunState, load_checkpoint, save_checkpoint, seed_everything
+from sac_runner.agent.buffer import ReplayBuffer
+from sac_runner.agent.factory import make_agent, resolve_device
 from sac_runner.envs import ActionScaler, flat_size, make_vector_env, transition_next_obs
-from sac_runner.evaluation import evaluate, record_video
-from sac_runner.logger import RunLogger, TrainingError, first_non_finite
-from sac_runner.loop_steps import loop_steps
-from sac_runner.signals import StopSignals
-from sac_runner.sweep import job_threads
+from sac_runner.errors import TrainingError
+from sac_runner.threads import job_threads
+from sac_runner.training.checkpoint import save_checkpoint
+from sac_runner.training.evaluation import evaluate, record_checkpoint_video
+from sac_runner.training.hooks import Evaluation, Hook
+from sac_runner.training.logger import RunLogger, first_non_finite
+from sac_runner.training.signals import StopSignals
+from sac_runner.training.state import Resumed, RunState, seed_everything
+from sac_runner.training.steps import loop_steps
 
 __all__ = ["Evaluation", "Hook", "Trainer", "TrainingError"]
-
-
-@dataclass
-class Evaluation:
-    """One evaluation: its env step, the episodes' returns, and the seconds it took with its checkpoints."""
-
-    env_steps: int
-    returns: np.ndarray
-    seconds: float
-
-    @property
-    def mean(self) -> float:
-        return float(self.returns.mean())
-
-
-class Hook:
-    """Public hooks into the loop (subclass and override; the benchmark and the tests use them)."""
-
-    def on_step(self, trainer: Trainer) -> None:
-        """After each environment step and its gradient steps (and evaluation, when one was due)."""
-
-    def on_evaluation(self, trainer: Trainer, evaluation: Evaluation) -> None:
-        """After each evaluation and the checkpoints it writes."""
 
 
 def next_multiple(current: int, interval: int, step: int) -> int:
@@ -83,7 +61,7 @@ class Trainer:
         self.act_dim = flat_size(self.envs.single_action_space)
         self.scaler = ActionScaler(self.envs.single_action_space)
         self.agent = make_agent(cfg, obs_dim, self.act_dim, self.device)
-        # on a GPU the update and the collection policy are captured as CUDA graphs (loop_steps.py)
+        # on a GPU the update and the collection policy are captured as CUDA graphs (steps.py)
         graphs = self.device.type == "cuda" and cfg.get("cuda_graph") is not False
         if cfg.get("compile"):  # opt-in torch.compile of the losses; on a GPU without our graphs, torch's own
             self.agent.compile("reduce-overhead" if self.device.type == "cuda" and not graphs else None)
@@ -99,25 +77,28 @@ class Trainer:
 
     def resume(self, ckpt, source: str | None = None) -> Resumed:
         """Continue from a Checkpoint of this run's last.pt (read from `source`)."""
-        source = source or str(self.ckpt_dir / "last.pt")
-        self.resumed = self.state.restore(ckpt, source)
+        self.resumed = self.state.restore(ckpt, source or str(self.ckpt_dir / "last.pt"))
         return self.resumed
 
     # ---------------------------------------------------------------- the loop
+    def start(self) -> None:
+        """Open the logger and, unless resumed, reset the training environments (train() starts with it)."""
+        p = self.progress
+        if self.resumed is None:
+            self.state.obs, _ = self.envs.reset(seed=int(self.cfg.seed))
+            p.next_eval, p.next_log = self.algo.eval_interval, self.algo.log_interval
+        self.logger.open(p.env_steps, purge_step=p.env_steps + 1 if self.resumed else None)
+        if self.resumed:
+            self.logger.saved(self.ckpt_dir / "last.pt", p.env_steps)
+
     def train(self) -> dict:
         """Run, or continue after resume(), until algorithm.total_steps or a stop signal.
 
         On SIGINT / SIGTERM the current step (and its gradient steps) finishes, last.pt is written and the
         summary's "interrupted" names the signal; no video is recorded then.
         """
-        cfg, algo, p = self.cfg, self.algo, self.progress
-        if self.resumed is None:
-            self.state.obs, _ = self.envs.reset(seed=int(cfg.seed))
-            p.next_eval, p.next_log = algo.eval_interval, algo.log_interval
-        log = self.logger
-        log.open(p.env_steps, purge_step=p.env_steps + 1 if self.resumed else None)
-        if self.resumed:
-            log.saved(self.ckpt_dir / "last.pt", p.env_steps)
+        algo, p, log = self.algo, self.progress, self.logger
+        self.start()
         start, start_steps = time.perf_counter(), p.env_steps
         with StopSignals() as stop, log.reporting_write_failures():
             while p.env_steps < algo.total_steps:
@@ -141,27 +122,17 @@ class Trainer:
         summary = self.summary(time.perf_counter() - start, p.env_steps - start_steps)
         if stop.received is not None and p.env_steps < algo.total_steps:
             summary["interrupted"] = stop.name
-        elif cfg.save_video and stop.received is None:  # a signal on the last step: done, but no video
-            summary["video"] = str(self.record_best_video())
+        elif self.cfg.save_video and stop.received is None:  # a signal on the last step: done, but no video
+            seed = int(self.state.rng.integers(2**31 - 1))
+            path = self.run_dir / "videos" / "best_agent.mp4"
+            record_checkpoint_video(self.agent.actor, self.ckpt_dir / "best.pt", self.cfg.env, path, seed, self.device)
+            summary["video"] = str(path)
         log.close()
         return summary
 
     def summary(self, wall: float, steps: int) -> dict:
         """What `sac-train` prints and writes to summary.json, for `steps` env steps in `wall` seconds."""
-        p = self.progress
-        return dict(
-            run_dir=str(self.run_dir),
-            env_id=self.cfg.env.id,
-            env_steps=p.env_steps,
-            updates=p.updates,
-            wall_time_s=wall,
-            steps_per_second=steps / max(wall, 1e-9),
-            best_return=p.best_return,
-            best_step=p.best_step,
-            last_return=p.last_return,
-            video=None,
-            interrupted=None,
-        )
+        return self.state.summary(self.run_dir, wall, steps)
 
     # ---------------------------------------------------------------- its steps
     def collect(self) -> None:
@@ -233,34 +204,19 @@ class Trainer:
             hook.on_evaluation(self, result)
         return result
 
-    # ---------------------------------------------------------------- checkpoints and the video
     def save(self, name: str, resumable: bool = False) -> Path:
         """Write checkpoints/<name> atomically (with `resumable`, all that resume needs), after checking
         that every parameter is finite."""
-        agent, p = self.agent, self.progress
-        named = [(f"actor parameter {n}", v) for n, v in agent.actor.named_parameters()]
-        named += [(f"critic parameter {n}", v) for n, v in agent.critic.named_parameters()]
-        named += [(f"target critic parameter {n}", v) for n, v in agent.target_critic.named_parameters()]
-        bad = first_non_finite([*named, ("log_alpha", agent.log_alpha)])
+        bad = first_non_finite(self.agent.checked_tensors())
         if bad is not None:
-            raise self.logger.non_finite(*bad, p.env_steps, p.updates)
+            raise self.logger.non_finite(*bad, self.progress.env_steps, self.progress.updates)
         path = self.ckpt_dir / name
         try:
             save_checkpoint(self.state.checkpoint(resumable), path)
         except (OSError, RuntimeError) as e:  # torch reports a failed write of its archive as a RuntimeError
             raise self.logger.write_failed(path, e) from None
         if resumable:
-            self.logger.saved(path, p.env_steps)
-        return path
-
-    def record_best_video(self) -> Path:
-        """Load the best checkpoint's actor into a fresh copy and record one episode."""
-        actor = copy.deepcopy(self.agent.actor)
-        best = self.ckpt_dir / "best.pt"
-        if best.exists():
-            actor.load_state_dict(load_checkpoint(best, map_location=self.device).agent["actor"])
-        path = self.run_dir / "videos" / "best_agent.mp4"
-        record_video(actor, self.cfg.env, path, seed=int(self.state.rng.integers(2**31 - 1)), device=self.device)
+            self.logger.saved(path, self.progress.env_steps)
         return path
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Factories: build the SAC agent (networks, target, log alpha, optimizers) from the config."""
+"""Build the SAC agent (networks, target, log alpha, optimizers) from the config, on the configured device."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sac_runner.networks import CriticEnsemble, SquashedGaussianActor
-from sac_runner.sac import SAC
+from sac_runner.agent.networks import CriticEnsemble, SquashedGaussianActor
+from sac_runner.agent.sac import SAC
 
 
 def make_optimizer(opt_cfg, params) -> torch.optim.Optimizer:
@@ -35,11 +35,11 @@ GLOBAL_OPTIONS = {"_target_", "_partial_", "fused", "foreach", "capturable", "di
 
 
 def make_optimizers(cfg, agent: SAC) -> list[torch.optim.Optimizer]:
-    """The optimizers of critic, actor and alpha. When the three configs name the same class with the same
+    """The optimizers of critic, actor and entropy coefficient. When the three configs name the same class with the same
     global options, one optimizer with a parameter group per network (its own lr, betas, ... ): the same
     update as three optimizers, in one step call instead of three, which is measurably faster on CPU."""
-    cfgs = {"critic": cfg.critic_optimizer, "actor": cfg.actor_optimizer, "alpha": cfg.entropy_coef_optimizer}
-    groups = agent.param_groups()  # no "alpha" when alpha is fixed
+    cfgs = {"critic": cfg.critic_optimizer, "actor": cfg.actor_optimizer, "entropy_coef": cfg.entropy_coef_optimizer}
+    groups = agent.param_groups()  # no "entropy_coef" when it is fixed
     shared = {tuple(sorted((k, str(v)) for k, v in cfgs[name].items() if k in GLOBAL_OPTIONS)) for name in groups}
     if len(shared) > 1:
         return [make_optimizer(cfgs[name], params) for name, params in groups.items()]
@@ -73,18 +73,17 @@ def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device) -> SAC:
         device
     )
     target_critic = copy.deepcopy(critic)
-    learn_alpha = algo.entropy_mode == "auto"
-    log_alpha = torch.tensor(math.log(algo.init_entropy_coef), dtype=torch.float32, device=device)
+    log_entropy_coef = torch.tensor(math.log(algo.init_entropy_coef), dtype=torch.float32, device=device)
     target_entropy = float(-act_dim if algo.target_entropy is None else algo.target_entropy)
     agent = SAC(
         actor,
         critic,
         target_critic,
-        log_alpha,
-        gamma=float(algo.discount),
+        log_entropy_coef,
+        discount=float(algo.discount),
         tau=float(algo.tau),
         target_entropy=target_entropy,
-        learn_alpha=learn_alpha,
+        learn_entropy_coef=algo.entropy_mode == "auto",
         max_grad_norm=algo.max_grad_norm,
     )
     agent.optimizers = make_optimizers(cfg, agent)

@@ -16,11 +16,13 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard.summary import hparams, scalar, text
+from torch.utils.tensorboard.writer import FileWriter
+
+from sac_runner.keys import NOT_HPARAMS
 
 FILE_NAME = "events.out.tfevents.9999999999.sac_runner.hparams"
 METRICS = ("hparams/final", "hparams/best", "hparams/objective", "hparams/pruned")
-# overrides that say nothing about the run's hyperparameters
-_NOT_HPARAMS = ("hydra.", "progress", "save_video", "resume", "threads", "device", "hparams_search.trial")
 
 
 def _value(v: Any) -> Any:
@@ -56,7 +58,7 @@ def hyperparameters(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             out[f"{group}.{k}"] = _value(v)
     for line in _overrides(run_dir):
         key = line.split("=", 1)[0].lstrip("+~")
-        if "=" not in line or key.startswith(_NOT_HPARAMS):
+        if "=" not in line or key.startswith(NOT_HPARAMS):  # overrides that are not hyperparameters
             continue
         value = OmegaConf.select(cfg, key, default=line.split("=", 1)[1])
         out[key] = _value(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
@@ -68,9 +70,6 @@ def hyperparameters(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def write(cfg: DictConfig, run_dir: str | Path, summary: dict | None = None) -> Path | None:
     """(Re)write the run's HParams event file; with `summary` (the end of training) also its metrics.
     A failed write is not worth stopping a run for: it returns None."""
-    from torch.utils.tensorboard.summary import hparams, text
-    from torch.utils.tensorboard.writer import FileWriter
-
     run_dir = Path(run_dir)
     tb = run_dir / "tensorboard"
     hp = hyperparameters(cfg, run_dir)
@@ -97,8 +96,6 @@ def write(cfg: DictConfig, run_dir: str | Path, summary: dict | None = None) -> 
             w.add_summary(text("config", config_text), 0)
             if summary is not None:
                 for name, value in metrics.items():
-                    from torch.utils.tensorboard.summary import scalar
-
                     w.add_summary(scalar(name, value), step)
                 w.add_summary(sei)
             w.close()
