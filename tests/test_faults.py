@@ -29,7 +29,7 @@ def scalars(run_dir, tags):
 def wait_for(path: Path, proc, timeout=120.0):
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert proc.poll() is None, f"exited early: {proc.communicate()}"
+        assert proc.poll() is None, f"exited early: {proc.communicate(timeout=60)}"
         assert time.monotonic() < deadline, f"{path} did not appear"
         time.sleep(0.05)
 

@@ -72,7 +72,8 @@ def test_sigterm_during_a_job_then_resume(partition, tmp_path):
     try:
         deadline = time.time() + 400
         while not (job / "checkpoints" / "last.pt").is_file():  # its first evaluation
-            assert sweep.poll() is None and time.time() < deadline, sweep.communicate()[1][-3000:]
+            assert sweep.poll() is None, sweep.communicate(timeout=60)[1][-3000:]  # it ended: its error
+            assert time.time() < deadline, f"no {job / 'checkpoints' / 'last.pt'} within 400 s"
             time.sleep(1)
         (task,) = array_tasks(sweep_dir)
         subprocess.run(["scancel", "--signal=TERM", task], check=True, timeout=60)
