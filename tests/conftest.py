@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from sac_runner.config import compose, validate
 from tests import helpers
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -11,9 +12,13 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
 @pytest.fixture
-def tiny_cfg():
-    """A config factory: tiny_cfg(*overrides) is the validated config of a run on the TINY budget."""
-    return helpers.tiny_config
+def make_cfg():
+    """A config factory: make_cfg(*overrides) is the validated config `sac-train <overrides>` runs with."""
+
+    def make(*overrides):
+        return validate(compose(*overrides))
+
+    return make
 
 
 @pytest.fixture

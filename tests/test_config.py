@@ -59,17 +59,13 @@ def test_every_architecture_and_optimizer_option_composes(arch, opt):
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
-def test_every_experiment_composes_and_wins_over_the_env_preset(experiment):
+def test_every_experiment_composes_and_wins_over_the_env_preset(make_cfg, experiment):
     preset = OmegaConf.load(files("sac_runner.conf").joinpath("experiment", f"{experiment}.yaml"))
-    preset_keys = {
-        k
-        for k in ("algorithm.total_steps", "algorithm.learning_starts", "actor_optimizer.lr")
-        if OmegaConf.select(preset, k) is not None
-    }
-    cfg = validate(compose("env=Pendulum-v1", f"experiment={experiment}"))
+    cfg = make_cfg("env=Pendulum-v1", f"experiment={experiment}")
     assert cfg.env.id == "Pendulum-v1"
     # every key the experiment sets beats the env preset (Pendulum's total_steps is 20000, its lr 1e-3)
-    keys = [k for k in ("algorithm.total_steps", "algorithm.learning_starts", "actor_optimizer.lr") if k in preset_keys]
+    checked = ("algorithm.total_steps", "algorithm.learning_starts", "actor_optimizer.lr")
+    keys = [k for k in checked if OmegaConf.select(preset, k) is not None]
     assert keys, "the experiment sets none of the keys checked here"
     for key in keys:
         assert OmegaConf.select(cfg, key) == OmegaConf.select(preset, key), key
@@ -104,8 +100,8 @@ def test_default_is_cartpole_continuous():
     assert compose().env.id == "CartPoleContinuous-v1"
 
 
-def test_numbers_are_normalised():
-    cfg = validate(compose("algorithm.buffer_size=1e6", "algorithm.discount=1"))
+def test_numbers_are_normalised(make_cfg):
+    cfg = make_cfg("algorithm.buffer_size=1e6", "algorithm.discount=1")
     assert cfg.algorithm.buffer_size == 1_000_000 and isinstance(cfg.algorithm.buffer_size, int)
     assert isinstance(cfg.algorithm.discount, float)
 
@@ -148,22 +144,22 @@ BAD = [
 
 
 @pytest.mark.parametrize("overrides,message", BAD, ids=[" ".join(o) for o, _ in BAD])
-def test_validation_errors_are_one_clear_line(overrides, message):
+def test_validation_errors_are_one_clear_line(make_cfg, overrides, message):
     with pytest.raises(ConfigError) as err:
-        validate(compose(*overrides))
+        make_cfg(*overrides)
     text = str(err.value)
     assert message in text
     assert "\n" not in text
     assert "; " in text  # every message carries its fix after the semicolon
 
 
-def test_resolved_config_round_trips_to_yaml():
-    cfg = validate(compose("env=Pendulum-v1"))
+def test_resolved_config_round_trips_to_yaml(make_cfg):
+    cfg = make_cfg("env=Pendulum-v1")
     again = OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True))
     assert again == cfg
 
 
-def test_small_and_large_architectures_state_only_their_sizes_and_inherit_the_rest():
+def test_small_and_large_architectures_state_only_their_sizes_and_inherit_the_rest(make_cfg):
     default = compose("architecture=default").architecture
     for arch in ("small", "large"):
         own = OmegaConf.load(files("sac_runner.conf").joinpath("architecture", f"{arch}.yaml"))
@@ -173,7 +169,7 @@ def test_small_and_large_architectures_state_only_their_sizes_and_inherit_the_re
         for key in default:
             want = own[key] if key in own else default[key]
             assert composed[key] == want, (arch, key)
-        validate(compose(f"architecture={arch}"))
+        make_cfg(f"architecture={arch}")
 
 
 @pytest.mark.parametrize("env", [e for e in group_options("env") if e != "generic"])
@@ -198,11 +194,11 @@ def legacy_config(*overrides):
     return cfg
 
 
-def test_legacy_classname_configs_validate_and_build_the_same_optimizers():
+def test_legacy_classname_configs_validate_and_build_the_same_optimizers(make_cfg):
     overrides = ("env=Pendulum-v1", "optimizer@critic_optimizer=adamw", "critic_optimizer.weight_decay=0.05")
     old = legacy_config(*overrides)
     assert old.critic_optimizer == {"classname": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
-    new = validate(compose(*overrides))
+    new = make_cfg(*overrides)
     assert validate(old) is old
     for name in OPTIMIZERS:
         assert "classname" not in old[name]
@@ -271,8 +267,8 @@ def test_fused_where_the_config_leaves_it_open(overrides, cls, fused):
     assert opt.defaults["lr"] == pytest.approx(2e-3)  # CartPoleContinuous-v1's preset
 
 
-def test_optimizers_of_one_class_become_one_optimizer_with_each_networks_own_options():
-    cfg = validate(compose("env=Pendulum-v1", "actor_optimizer.lr=0.01", "+critic_optimizer.weight_decay=0.1"))
+def test_optimizers_of_one_class_become_one_optimizer_with_each_networks_own_options(make_cfg):
+    cfg = make_cfg("env=Pendulum-v1", "actor_optimizer.lr=0.01", "+critic_optimizer.weight_decay=0.1")
     agent = make_agent(cfg, 3, 1, torch.device("cpu"))
     (opt,) = agent.optimizers
     assert type(opt) is torch.optim.Adam and opt.defaults["fused"] is True
@@ -280,15 +276,15 @@ def test_optimizers_of_one_class_become_one_optimizer_with_each_networks_own_opt
     assert [critic["lr"], actor["lr"], entropy_coef["lr"]] == pytest.approx([1e-3, 0.01, 1e-3])
     assert [critic["weight_decay"], actor["weight_decay"], entropy_coef["weight_decay"]] == [0.1, 0, 0]
     assert critic["params"] == list(agent.critic.parameters()) and entropy_coef["params"] == [agent.log_entropy_coef]
-    fixed = make_agent(validate(compose("algorithm.entropy_mode=fixed")), 3, 1, torch.device("cpu"))
+    fixed = make_agent(make_cfg("algorithm.entropy_mode=fixed"), 3, 1, torch.device("cpu"))
     assert len(fixed.optimizers[0].param_groups) == 2  # no group for a fixed entropy coefficient
-    mixed = make_agent(validate(compose("+actor_optimizer.fused=false")), 3, 1, torch.device("cpu"))
+    mixed = make_agent(make_cfg("+actor_optimizer.fused=false"), 3, 1, torch.device("cpu"))
     assert [o.defaults["fused"] for o in mixed.optimizers] == [True, False, True]  # global options differ
 
 
-def test_bad_optimizer_target_fails_before_anything_is_built(capfd):
+def test_bad_optimizer_target_fails_before_anything_is_built(make_cfg, capfd):
     with pytest.raises(ConfigError) as err:
-        validate(compose("actor_optimizer._target_=torch.optim.Nope"))
+        make_cfg("actor_optimizer._target_=torch.optim.Nope")
     assert str(err.value) == (
         "actor_optimizer._target_='torch.optim.Nope' is not an importable class; "
         "use e.g. actor_optimizer._target_=torch.optim.Adam"
@@ -296,10 +292,10 @@ def test_bad_optimizer_target_fails_before_anything_is_built(capfd):
     assert capfd.readouterr().err == ""  # hydra.utils.get_class's own error log is kept quiet
 
 
-def test_compile_is_a_boolean_that_a_resume_may_change():
-    assert validate(compose("compile=true")).compile is True
+def test_compile_is_a_boolean_that_a_resume_may_change(make_cfg):
+    assert make_cfg("compile=true").compile is True
     with pytest.raises(ConfigError, match=r"compile='fast' is not one of False, True"):
-        validate(compose("compile=fast"))
+        make_cfg("compile=fast")
     from sac_runner.keys import RESUME_OVERRIDABLE
 
     assert "compile" in RESUME_OVERRIDABLE

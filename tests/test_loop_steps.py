@@ -116,11 +116,11 @@ def test_make_capturable_turns_capturable_on_for_every_group():
     assert all(g["capturable"] for opt in agent.optimizers for g in opt.param_groups)
 
 
-def test_cuda_graph_is_a_boolean_that_a_resume_may_change():
-    assert validate(compose()).cuda_graph is True
-    assert validate(compose("cuda_graph=false")).cuda_graph is False
+def test_cuda_graph_is_a_boolean_that_a_resume_may_change(make_cfg):
+    assert make_cfg().cuda_graph is True
+    assert make_cfg("cuda_graph=false").cuda_graph is False
     with pytest.raises(ConfigError, match=r"cuda_graph='yes' is not one of False, True"):
-        validate(compose("cuda_graph=yes"))
+        make_cfg("cuda_graph=yes")
     assert "cuda_graph" in RESUME_OVERRIDABLE
 
 
