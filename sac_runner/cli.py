@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -18,7 +19,7 @@ from sac_runner.config import validate
 from sac_runner.errors import CheckpointError, ConfigError, TrainingError, TrialPruned, fail
 from sac_runner.hydra_mode import is_multirun
 from sac_runner.objectives import objective
-from sac_runner.rundir import CONFIG_FILE, SUMMARY_FILE
+from sac_runner.rundir import CONFIG_FILE, SUMMARY_FILE, provenance, source_commit
 from sac_runner.sweeps import hparams
 from sac_runner.sweeps.multirun import run_job
 from sac_runner.sweeps.optuna_sweeper import register_sweeper
@@ -57,6 +58,7 @@ def run(cfg: DictConfig) -> float:
     """Validate, train, and return the objective (objective.metric of the evaluation history: the
     value a sweeper maximises; NaN for a diverged run)."""
     resume_ckpt = None
+    source_commit()  # the code's commit as imported now, not as committed by the end (rundir.provenance)
     if cfg.get("resume") is not None:  # continue a run in its own directory, with its own config
         run_dir, cfg, resume_ckpt = runs.prepare_resume(cfg, HydraConfig.get().overrides.task, is_multirun())
     else:
@@ -83,6 +85,8 @@ def run(cfg: DictConfig) -> float:
     finally:
         trainer.close()
     summary["evals"] = trainer.progress.evals
+    gpu = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else None
+    summary.update(provenance(str(trainer.device), gpu))  # commit, machine, versions: scripts/results.py
     value = objective(summary["evals"], cfg.objective.metric, cfg.objective.last)
     summary["objective"] = value if math.isfinite(value) else None
     try:

@@ -6,7 +6,12 @@ directory (`outputs/multirun/<date>/<time>/<n>/`) is one as well; the sweep dire
 
 from __future__ import annotations
 
+import datetime
 import os
+import platform
+import subprocess
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 
 from sac_runner.errors import ConfigError
@@ -77,3 +82,62 @@ def override_keys(task_overrides) -> list[str]:
         if key:
             keys.append(key)
     return keys
+
+
+# ------------------------------------------------------------------------------------------ provenance
+@cache
+def source_commit() -> str | None:
+    """The git commit of the sac_runner code that runs (12 hex digits), with "-dirty" when the package's
+    tracked files differ from it; None when the package is not a git checkout (installed from a wheel). Cached:
+    the first call (at a run's start) tells what was imported, whatever is committed while the run goes on."""
+    package = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(package.parent), *args], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if not top or Path(top).resolve() != package.parent:  # not a checkout, or another repository around it
+            return None
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", package.name, "conf", "pyproject.toml")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) if commit else None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def provenance(device: str, accelerator: str | None = None) -> dict:
+    """Where and with what a run ran, for its summary.json (and so the results store, scripts/results.py):
+    the commit of sac_runner, the machine (the accelerator's name, else the CPU model), the device, the CPU
+    cores the process may use, the versions of sac_runner, torch and Gymnasium, and the time (UTC)."""
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 0
+    return {
+        "commit": source_commit(),
+        "machine": accelerator or cpu_model(),
+        "device": device,
+        "cpus": cpus,
+        "versions": {d: version(d) for d in ("sac_runner", "torch", "gymnasium")},
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
