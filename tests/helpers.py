@@ -82,14 +82,30 @@ def step_hook(fn) -> Hook:
 
 
 def make_run(
-    path, overrides, seed, returns, steps=None, summary=True, env_id="Pendulum-v1", sps=500.0, interrupted=None
+    path,
+    overrides,
+    seed,
+    returns,
+    steps=None,
+    summary=True,
+    env_id="Pendulum-v1",
+    sps=500.0,
+    interrupted=None,
+    config=None,
 ):
-    """A run directory as sac-train leaves it, written directly (no training): .hydra/overrides.yaml, config.yaml,
-    tensorboard/ with the evaluation curve, summary.json."""
+    """A run directory as sac-train leaves it, written directly (no training): .hydra/overrides.yaml, config.yaml
+    (`config`, by default the dotted overrides' values), tensorboard/ with the evaluation curve, summary.json."""
     steps = steps or [1000 * (i + 1) for i in range(len(returns))]
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={seed}", *overrides]))
-    (path / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "env": {"id": env_id}}))
+    if config is None:  # what the dotted overrides set
+        tree = OmegaConf.create()
+        for key, value in (o.split("=", 1) for o in overrides):
+            if "." in key:
+                OmegaConf.update(tree, key, yaml.safe_load(value))
+        config = OmegaConf.to_container(tree)
+    config = {**config, "seed": seed, "env": {**config.get("env", {}), "id": env_id}}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
     (path / "checkpoints").mkdir()
     w = SummaryWriter(str(path / "tensorboard"))
     for s, r in zip(steps, returns):

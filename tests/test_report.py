@@ -240,3 +240,152 @@ def test_runs_of_two_environments_with_the_same_overrides_are_not_mixed(tmp_path
         ("Pendulum-v1", "Pendulum-v1", ""),
         ("Reacher-v5", "Reacher-v5", ""),
     ]
+
+
+# ------------------------------------------------------------------------------ groups from the config that ran
+def composed(*overrides):
+    """The config.yaml sac-train writes for these overrides (resolved, as a dict)."""
+    from omegaconf import OmegaConf
+
+    from sac_runner.config import compose
+
+    return OmegaConf.to_container(compose(*overrides), resolve=True)
+
+
+def test_runs_with_the_same_values_are_one_group_whatever_set_them(tmp_path, capsys):
+    """tau 0.005 by default (Pendulum's preset) and by override is one group; progress never splits groups."""
+    d = tmp_path / "mixed"
+    by_default = composed("env=Pendulum-v1")
+    assert by_default["algorithm"]["tau"] == 0.005
+    make_run(d / "0", ["env=Pendulum-v1"], 0, [-900.0, -300.0], config=by_default)
+    make_run(d / "1", ["env=Pendulum-v1", "algorithm.tau=0.005"], 1, [-800.0, -200.0], config=by_default)
+    quiet = composed("env=Pendulum-v1", "algorithm.tau=0.005", "progress=false")
+    make_run(d / "2", ["env=Pendulum-v1", "algorithm.tau=0.005", "progress=false"], 2, [-700.0, -250.0], config=quiet)
+    other = composed("env=Pendulum-v1", "algorithm.tau=0.02")
+    make_run(d / "3", ["env=Pendulum-v1", "algorithm.tau=0.02"], 0, [-1000.0, -600.0], config=other)
+    out = tmp_path / "out"
+    assert report.main([str(d), "--out", str(out), "--no-plot"]) == 0
+    rows = read_csv(out / "report.csv")
+    assert [(r["group"], r["runs"], r["seeds"]) for r in rows] == [
+        ("algorithm.tau=0.005", "3", "0 1 2"),
+        ("algorithm.tau=0.02", "1", "0"),
+    ]
+    assert rows[0]["settings"] == "algorithm.tau=0.005"
+    runs = read_csv(out / "runs.csv")
+    assert [r["group"] for r in runs] == ["algorithm.tau=0.005"] * 3 + ["algorithm.tau=0.02"]
+    assert "| algorithm.tau=0.005 | 3 | 0 1 2 |" in (out / "report.md").read_text()
+
+
+def test_labels_prefer_the_keys_the_command_lines_named(tmp_path):
+    """architecture=small sets both hidden sizes; a value derived from another key (search.actor_width sets
+    architecture.actor_hidden_sizes) is left out of the label when the named key tells the groups apart."""
+    runs = []
+    for i, width in enumerate((32, 64)):
+        ov = ["hparams_search=optuna", f"search.actor_width={width}"]
+        runs.append(make_run(tmp_path / "w" / str(i), ov, 0, [1.0, 2.0], config=composed(*ov)))
+    groups = report_data.make_groups([report_data.load_run(r) for r in runs])
+    assert [g.label for g in groups] == ["search.actor_width=32", "search.actor_width=64"]
+    assert groups[0].settings == {"search.actor_width": 32}
+
+    runs = []
+    for i, arch in enumerate(("small", "medium")):
+        ov = [f"architecture={arch}"]
+        runs.append(make_run(tmp_path / "a" / str(i), ov, 0, [1.0, 2.0], config=composed(*ov)))
+    groups = report_data.make_groups([report_data.load_run(r) for r in runs])
+    assert [g.label for g in groups] == [
+        "architecture.actor_hidden_sizes=[64,64] architecture.critic_hidden_sizes=[64,64]",
+        "architecture.actor_hidden_sizes=[400,300] architecture.critic_hidden_sizes=[400,300]",
+    ]
+
+
+CARTPOLE = "CartPoleContinuous-v1"
+
+
+@pytest.fixture
+def search(tmp_path):
+    """The job directories of an Optuna search as its sweeper launches them: the searched values and the trial
+    number as overrides; trials 0 and 1 with two seeds each, trial 2 with one, job 5 failed."""
+    d = tmp_path / "search"
+    fixed = ["hparams_search=optuna", "algorithm.utd_ratio=0.5"]
+    trials = [
+        ("0.0003", "0.01", 64, [[-900.0, -400.0], [-950.0, -420.0]]),
+        ("0.001", "0.02", 32, [[-700.0, -150.0], [-650.0, -170.0]]),
+        ("0.0001", "0.005", 64, [[-1200.0, -900.0]]),
+    ]
+    job = 0
+    for number, (lr, tau, width, curves) in enumerate(trials):
+        for seed, curve in enumerate(curves):
+            ov = [
+                *fixed,
+                f"actor_optimizer.lr={lr}",
+                f"algorithm.tau={tau}",
+                f"search.actor_width={width}",
+                f"seed={seed}",
+                f"hparams_search.trial={number}",
+            ]
+            make_run(d / str(job), ov[:-2] + ov[-1:], seed, curve, env_id=CARTPOLE, config=composed(*ov))
+            job += 1
+    (d / str(job)).mkdir()
+    (d / str(job) / "failed.json").write_text(json.dumps({"error": "TrialFailed", "message": "diverged"}))
+    return d
+
+
+def test_trials_are_labelled_by_number_with_their_values_in_a_table(search, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert report.main([str(search), "--out", str(out), "--resamples", "200"]) == 0
+    printed = capsys.readouterr().out
+    rows = read_csv(out / "report.csv")
+    assert [(r["group"], r["runs"], r["seeds"]) for r in rows] == [
+        ("trial 0", "2", "0 1"),
+        ("trial 1", "2", "0 1"),
+        ("trial 2", "1", "0"),
+    ]
+    assert rows[1]["settings"] == (
+        "actor_optimizer.lr=0.001 algorithm.tau=0.02 hparams_search.trial=1 search.actor_width=32"
+    )
+    # the terminal and report.md: a short table of each trial's values (the common utd_ratio is not in it)
+    table = printed[printed.index("trial values:") :].splitlines()[1:6]
+    assert table[0].split() == ["group", "actor_optimizer.lr", "tau", "actor_width"]  # three optimizers have an lr
+    assert table[2].split() == ["trial", "0", "0.0003", "0.01", "64"]
+    assert table[3].split() == ["trial", "1", "0.001", "0.02", "32"]
+    md = (out / "report.md").read_text()
+    assert "| group | actor_optimizer.lr | tau | actor_width |" in md and "| trial 2 | 0.0001 | 0.005 | 64 |" in md
+    assert "| trial 1 | 2 | 0 1 |" in md
+    main_table = printed.splitlines()[1:6]
+    assert main_table[2].startswith("trial 0  ") and max(len(line) for line in main_table + table) < 120
+
+    from PIL import Image
+
+    with Image.open(out / "report.png") as png:
+        assert png.text["Description"] == "3 groups: trial 0; trial 1; trial 2"
+
+
+def test_a_stopped_grid_sweep_lists_the_jobs_it_never_started(tmp_path, capsys):
+    """Ctrl-C during `sac-train -m seed=0,1,2 algorithm.total_steps=3000` stopped job 0: sac-report names jobs 1
+    and 2 and the command that runs them, from the sweep's multirun.yaml."""
+    d = tmp_path / "sweep"
+    make_run(d / "0", ["algorithm.total_steps=3000"], 0, [-900.0], interrupted="SIGINT")
+    hydra = {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+        "sweep": {"dir": str(d), "subdir": "${hydra.job.num}"},
+        "overrides": {"task": ["seed=0,1,2", "algorithm.total_steps=3000"]},
+    }
+    (d / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "seed": 1}))
+    assert report.main([str(d), "--no-plot"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == "sac-report: no usable run among 1 run(s) and 2 job(s) not started; skipped:"
+    assert f"{d / '0'}: incomplete: interrupted by SIGINT" in err
+    assert f"{d / '2'}: not started" in err and "sac-train -m seed=1,2 algorithm.total_steps=3000" in err
+    runs = read_csv(d / "report" / "runs.csv")
+    assert [(r["run_dir"].rsplit("/", 1)[-1], r["seed"], r["status"]) for r in runs] == [
+        ("0", "0", "skipped"),
+        ("1", "1", "skipped"),
+        ("2", "2", "skipped"),
+    ]
+
+    # resumed to its end, job 0 counts; the two jobs never started are still listed
+    make_run(tmp_path / "done", ["algorithm.total_steps=3000"], 0, [-900.0, -300.0])
+    (d / "0" / "summary.json").write_text((tmp_path / "done" / "summary.json").read_text())
+    assert report.main([str(d), "--no-plot"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 2 run(s)" in printed and "not started" in printed

@@ -15,8 +15,9 @@ from sac_runner import objectives, threads
 from sac_runner.config import compose as compose_run
 from sac_runner.errors import TrialFailed
 from sac_runner.report import cli as report
-from sac_runner.sweeps.multirun import run_job
-from tests.helpers import TINY, read_csv, run_cli
+from sac_runner.sweeps import plan
+from sac_runner.sweeps.multirun import SweepCallback, run_job
+from tests.helpers import TINY, cli_command, read_csv, run_cli
 
 SWEEP_TINY = [*TINY, "save_video=false"]
 
@@ -133,6 +134,7 @@ def job_context(tmp_path):
             cfg.hydra.mode = RunMode.MULTIRUN
             cfg.hydra.job.num = 3
             cfg.hydra.runtime.output_dir = str(tmp_path / "3")
+            cfg.hydra.sweep.dir = str(tmp_path)
             cfg.hydra.overrides.task = ["seed=7"]
         HydraConfig.instance().set_config(cfg)
         return cfg
@@ -172,6 +174,103 @@ def test_a_job_stopped_by_sigterm(job_context, tmp_path):
     assert math.isnan(run_job(cfg, stopped))
     record = json.loads((tmp_path / "3" / "failed.json").read_text())
     assert record["error"] == "Interrupted" and f"sac-train resume={tmp_path / '3'}" in record["message"]
+
+
+def write_plan(sweep_dir: Path, task: list[str], **sweeper) -> None:
+    """The parts of multirun.yaml that Hydra's basic sweeper writes and plan.planned_jobs reads."""
+    hydra = {
+        "sweeper": {"_target_": plan.BASIC_SWEEPER, "max_batch_size": None, "params": None, **sweeper},
+        "sweep": {"dir": str(sweep_dir), "subdir": "${hydra.job.num}"},
+        "overrides": {"task": task},
+    }
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
+
+
+def test_the_jobs_a_grid_sweep_plans(tmp_path):
+    write_plan(tmp_path, ["seed=0,1", "algorithm.tau=0.01,0.02", "progress=false"])
+    assert plan.planned_jobs(tmp_path) == [  # Hydra's order (the last key varies fastest) and spelling (False)
+        ["seed=0", "algorithm.tau=0.01", "progress=False"],
+        ["seed=0", "algorithm.tau=0.02", "progress=False"],
+        ["seed=1", "algorithm.tau=0.01", "progress=False"],
+        ["seed=1", "algorithm.tau=0.02", "progress=False"],
+    ]
+    (tmp_path / "0").mkdir()
+    (tmp_path / "2").mkdir()
+    missing = plan.not_started(tmp_path)
+    assert [n for n, _ in missing] == [1, 3]
+    planned = plan.planned_jobs(tmp_path)
+    assert (
+        plan.describe_jobs(missing, planned) == "job 1 (seed=0 algorithm.tau=0.02), job 3 (seed=1 algorithm.tau=0.02)"
+    )
+    assert plan.rerun_command([job for _, job in missing]) == "sac-train -m seed=0,1 algorithm.tau=0.02 progress=False"
+    # jobs that differ in two keys, or values a comma would split: one command each, quoted for the shell
+    assert (
+        plan.rerun_command([["seed=1", "a=2"], ["seed=2", "a=3"]])
+        == "sac-train -m seed=1 a=2 ; sac-train -m seed=2 a=3"
+    )
+    sizes = [["seed=1", "x=[64,64]"], ["seed=1", "x=[32,32]"]]
+    assert plan.rerun_command(sizes) == "sac-train -m seed=1 'x=[64,64]' ; sac-train -m seed=1 'x=[32,32]'"
+    # the sweeper's own params come first, as Hydra's basic sweeper puts them
+    write_plan(tmp_path / "p", ["seed=0,1"], params={"algorithm.tau": "0.01,0.02"})
+    assert plan.planned_jobs(tmp_path / "p")[:2] == [["algorithm.tau=0.01", "seed=0"], ["algorithm.tau=0.01", "seed=1"]]
+    # unknown plans: an Optuna search, job directories not named by number, no multirun.yaml
+    write_plan(tmp_path / "o", ["seed=0"], _target_="hydra_plugins.sac_runner_optuna.OptunaSearchSweeper")
+    assert plan.planned_jobs(tmp_path / "o") is None and plan.not_started(tmp_path / "o") is None
+    write_plan(tmp_path / "s", ["seed=0,1"])
+    text = (tmp_path / "s" / "multirun.yaml").read_text().replace("${hydra.job.num}", "job${hydra.job.num}")
+    (tmp_path / "s" / "multirun.yaml").write_text(text)
+    assert plan.planned_jobs(tmp_path / "s") is None
+    assert plan.planned_jobs(tmp_path / "nothing") is None
+
+
+def test_a_local_sweep_stopped_by_ctrl_c_names_the_jobs_not_started(job_context, tmp_path, capsys):
+    """Ctrl-C stops job 3 of 6 (sac-train exits with 130 after its checkpoint): the sweep ends, naming jobs 4 and
+    5 and the command that runs them; a second Ctrl-C (KeyboardInterrupt) ends it the same way, without a
+    traceback."""
+    write_plan(tmp_path, ["seed=0,1,2,3,4,5", "algorithm.tau=0.01"])
+    for job in ("0", "1", "2"):
+        (tmp_path / job).mkdir()
+
+    def stopped(cfg):
+        sys.exit(130)
+
+    def killed(cfg):
+        raise KeyboardInterrupt
+
+    cfg = job_context()
+    for job in (stopped, killed):
+        with pytest.raises(SystemExit) as e:
+            run_job(cfg, job)
+        assert e.value.code == 130
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line == (
+            f"sac-train: the sweep in {tmp_path} stopped during job 3; 2 of its 6 jobs not started: job 4 (seed=4), "
+            f"job 5 (seed=5); run them (in a new sweep directory) with: sac-train -m seed=4,5 algorithm.tau=0.01; "
+            f"sac-report {tmp_path} lists every job"
+        )
+    assert not (tmp_path / "3" / "failed.json").exists()  # the interrupted job resumes: sac-train resume=<job>
+
+    cfg = job_context("hparams_search=optuna", "hparams_search.trial=2")
+    with pytest.raises(SystemExit):
+        run_job(cfg, stopped)
+    err = capsys.readouterr().err
+    assert "stopped during job 3 (trial 2); the trials after it were not started" in err
+    assert f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db" in err
+
+
+def test_the_end_of_a_sweep_points_to_sac_report(job_context, tmp_path, capsys):
+    cfg = job_context()
+    callback = SweepCallback()
+    callback.on_multirun_end(cfg)
+    assert capsys.readouterr().out == f"sac-train: sweep done; compare its jobs with: sac-report {tmp_path}\n"
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "failed.json").write_text(json.dumps({"job_num": 1, "error": "ConfigError", "message": "bad"}))
+    with pytest.raises(SystemExit) as e:
+        callback.on_multirun_end(cfg)
+    assert e.value.code == 1
+    out, err = capsys.readouterr()
+    assert f"sac-report {tmp_path}" in out and "1 job(s) of the sweep" in err and "ConfigError: bad" in err
 
 
 # ---------------------------------------------------------------------------------------------- grid sweeps
@@ -255,6 +354,40 @@ def test_a_failed_job_does_not_stop_a_grid_sweep(tmp_path):
     runs = read_csv(tmp_path / "sweep" / "report" / "runs.csv")
     assert [r["status"] for r in runs] == ["skipped", "complete"]
     assert runs[0]["skip_reason"].startswith("failed: ConfigError: algorithm.tau=1.5")
+
+
+@pytest.mark.system
+def test_ctrl_c_during_a_sweep_names_the_jobs_not_started(tmp_path):
+    """The README's promise, end to end: Ctrl-C stops job 0 of `sac-train -m seed=0,1` with a resumable checkpoint;
+    the message names job 1, which was not started, and so does sac-report."""
+    import signal
+    import time
+
+    sweep_dir = tmp_path / "sweep"
+    args = ["seed=0,1", "algorithm.total_steps=100000", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [*cli_command("sac-train"), "-m", *SWEEP_TINY, *args]  # the budget after TINY's wins
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 200
+        while not (sweep_dir / "0" / "checkpoints" / "last.pt").is_file():
+            assert proc.poll() is None, proc.communicate(timeout=60)[1][-3000:]
+            assert time.time() < deadline, "job 0 wrote no checkpoint within 200 s"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert f"resume with: sac-train resume={sweep_dir / '0'}" in err and "Traceback" not in err
+    assert f"the sweep in {sweep_dir} stopped during job 0; 1 of its 2 jobs not started: job 1 (seed=1)" in err
+    assert not (sweep_dir / "1").exists()
+
+    out = run_cli("sac-report", sweep_dir, "--no-plot", timeout=120)
+    assert out.returncode == 1
+    assert "no usable run among 1 run(s) and 1 job(s) not started" in out.stderr
+    assert f"{sweep_dir / '1'}: not started" in out.stderr and "; run: sac-train -m " in out.stderr
+    assert out.stderr.rstrip().endswith(" seed=1") and "sac-train -m algorithm.total_steps=100000 " in out.stderr
 
 
 # ---------------------------------------------------------------------------------------------- optuna

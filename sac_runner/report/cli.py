@@ -1,7 +1,8 @@
 """`sac-report`: compare runs. Reads each run's evaluation curve from its TensorBoard event files,
-groups the runs by environment and by their command-line overrides except the seed, and writes a table
+groups the runs by environment and by the config values they ran with except the seed, and writes a table
 (terminal, CSV, Markdown) and a plot of evaluation return against environment steps, one line per group
-and one panel per environment.
+and one panel per environment. The trials of an Optuna search are labelled by number, their values in a
+second table. The jobs a stopped grid sweep never started are listed with the command that runs them.
 
     sac-report outputs/multirun/2026-11-25/10-00-00-000000-1234          # a sweep directory
     sac-report runA runB runC --threshold 475 --out reports/cartpole     # run directories
@@ -15,7 +16,16 @@ from pathlib import Path
 
 from sac_runner.errors import print_error
 from sac_runner.report import render
-from sac_runner.report.data import common_overrides, find_runs, load_run, make_groups, report_title, skip_incomplete
+from sac_runner.report.data import (
+    common_overrides,
+    find_runs,
+    load_run,
+    make_groups,
+    report_title,
+    skip_incomplete,
+    trial_table,
+    unstarted_runs,
+)
 from sac_runner.report.stats import group_stats, sort_groups
 
 
@@ -26,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="sac-report",
         description=__doc__.split("\n\n")[0],
         epilog="Writes report.csv (one row per group), runs.csv (one row per run, skipped ones with "
-        "the reason), report.md and report.png into --out.",
+        "the reason, and one per job a stopped sweep never started), report.md and report.png into --out.",
     )
     ap.add_argument("paths", nargs="+", type=Path, help="sweep directories and/or run directories")
     ap.add_argument(
@@ -76,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
             return error("matplotlib is needed for the plot: pip install 'sac_runner[report]' (or pass --no-plot)")
 
     run_dirs = find_runs(args.paths)
-    if not run_dirs:
+    runs = [load_run(d) for d in run_dirs] + unstarted_runs(args.paths)
+    if not runs:
         return error(
             f"no run directories in {', '.join(map(str, args.paths))} "
             f"(a run directory holds config.yaml, .hydra/ or tensorboard/)",
             1,
         )
-    runs = [load_run(d) for d in run_dirs]
     if not args.include_incomplete:
         skip_incomplete(runs)
     used = [r for r in runs if r.skip_reason is None]
@@ -95,13 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out = Path("report")
     out.mkdir(parents=True, exist_ok=True)
-    render.write_runs_csv(out / "runs.csv", runs)
     if not used:
-        print(f"sac-report: no usable run among {len(runs)}; skipped:", file=sys.stderr)
+        render.write_runs_csv(out / "runs.csv", runs)
+        print(f"sac-report: no usable run among {render.count_runs(runs)}; skipped:", file=sys.stderr)
         print("\n".join(render.skipped_lines(skipped)), file=sys.stderr)
         return 1
 
-    groups = make_groups(used)
+    groups = make_groups(used)  # also labels each run with its group, for runs.csv
+    render.write_runs_csv(out / "runs.csv", runs)
     rows = [group_stats(g, args.threshold, args.confidence, args.resamples, args.seed) for g in groups]
     if args.sort != "none":
         groups, rows = sort_groups(groups, rows, args.sort)
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     render.write_csv(out / "report.csv", rows)
     if not args.no_plot:
         render.plot(groups, out / "report.png", args.confidence, args.resamples, args.seed, args.threshold, title)
-    report = render.Report(title, used, groups, common, header, body, skipped)
+    report = render.Report(title, used, groups, common, header, body, skipped, trial_table(groups))
     plot_file = None if args.no_plot else "report.png"
     render.write_markdown(out / "report.md", report, args.confidence, args.resamples, args.threshold, plot_file)
     written = ["report.csv", "runs.csv", "report.md"] + ([] if args.no_plot else ["report.png"])

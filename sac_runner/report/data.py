@@ -1,5 +1,6 @@
-"""sac-report's input: find the runs in sweep and run directories, read each one's overrides, config, summary
-and TensorBoard evaluation curve into a Run, and group the runs by their overrides except the seed."""
+"""sac-report's input: find the runs in sweep and run directories (and the jobs a stopped grid sweep never
+started), read each one's overrides, config, summary and TensorBoard evaluation curve into a Run, and group the
+runs by the config values they ran with (config.yaml), except the keys that never split groups (keys.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from omegaconf import OmegaConf
 
 from sac_runner.keys import HYDRA_PREFIXES, NOT_GROUPING
 from sac_runner.rundir import CONFIG_FILE, FAILED_FILE, SUMMARY_FILE, is_run_dir, override_keys
+from sac_runner.sweeps.plan import MULTIRUN_FILE, not_started, rerun_command
 
 EVAL_TAG = "eval/return_mean"
 SPS_TAG = "time/steps_per_second"
@@ -27,10 +29,60 @@ def is_job_dir(path: Path) -> bool:
     return is_run_dir(path) or any((path / m).exists() for m in (CONFIG_FILE, *JOB_MARKERS))
 
 
+# the trial number of a job of an Optuna search (sweeps/optuna_sweeper.py): its groups are labelled "trial <n>"
+TRIAL_KEY = "hparams_search.trial"
+
+
 def _key(override: str) -> str:
     """The config key an override names ('+a.b=1' -> 'a.b'), by rundir.override_keys; '' when it names none."""
     keys = override_keys([override])
     return keys[0] if keys else ""
+
+
+def groups_by(key: str) -> bool:
+    """Whether runs that differ in this config key are different groups: not for keys.NOT_GROUPING (and the
+    keys under them) nor Hydra's own keys."""
+    if key.startswith(HYDRA_PREFIXES) or key in ("hydra", ""):
+        return False
+    return not any(key == k or key.startswith(k + ".") for k in NOT_GROUPING)
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """{'a.b': value} for every leaf of a nested dict (a list is one value)."""
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def canonical(value) -> str:
+    """A value's text for comparing configs: numbers by their float value (1 and 1.0 are the same learning
+    rate), lists element by element, YAML's spelling of booleans and null."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(float(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(canonical(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{canonical(v)}" for k, v in sorted(value.items())) + "}"
+    return str(value)
+
+
+def show(value, short: bool = True) -> str:
+    """A config value as a label shows it: lists without spaces, YAML's booleans and null, and with `short`
+    long floats to 4 significant digits."""
+    if short and isinstance(value, float) and not value.is_integer() and len(repr(value)) > 7:
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(show(v, short) for v in value) + "]"
+    return canonical(value) if isinstance(value, bool) or value is None else str(value)
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -41,6 +93,8 @@ class Run:
 
     path: Path
     overrides: list[str] = field(default_factory=list)
+    # the run's config.yaml flattened ({'algorithm.tau': 0.005, ...}); from its overrides where it has none
+    config: dict = field(default_factory=dict)
     seed: int | None = None
     env_id: str | None = None
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -48,14 +102,21 @@ class Run:
     wall_time_s: float = math.nan
     steps_per_second: float = math.nan
     complete: bool = False
+    group_label: str = ""  # the label of its group (make_groups)
     incomplete_reason: str = ""  # why a readable run is not complete
     skip_reason: str | None = None
 
     @property
-    def group_key(self) -> tuple[str, ...]:
-        """The sorted overrides that decide the run's group: all but keys.NOT_GROUPING and Hydra's own."""
-        keyed = [(o, _key(o)) for o in self.overrides]
-        return tuple(sorted(o for o, k in keyed if k not in NOT_GROUPING and not k.startswith(HYDRA_PREFIXES)))
+    def group_key(self) -> tuple[tuple[str, str], ...]:
+        """What decides the run's group: the sorted (key, canonical value) pairs of its config, except the keys
+        that never split groups (groups_by). Two runs that ran with the same values are one group, whether a
+        value came from a default, a preset or an override."""
+        return tuple(sorted((k, canonical(v)) for k, v in self.config.items() if groups_by(k)))
+
+    @property
+    def own_overrides(self) -> list[str]:
+        """The command-line overrides of the run that are neither Hydra's own nor the seed-like NOT_GROUPING."""
+        return [o for o in self.overrides if groups_by(_key(o))]
 
     @property
     def final(self) -> float:
@@ -102,6 +163,52 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
+def sweep_dirs(paths: list[Path]) -> list[Path]:
+    """The sweep directories (holding multirun.yaml) among `paths` and the directories below them that are not
+    runs, as deep as find_runs looks."""
+    found: list[Path] = []
+
+    def visit(d: Path, depth: int) -> None:
+        if (d / MULTIRUN_FILE).is_file():
+            found.append(d.resolve())
+        if depth >= 6 or is_job_dir(d):
+            return
+        try:
+            children = sorted((c for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")), key=_natural)
+        except OSError:
+            return
+        for c in children:
+            visit(c, depth + 1)
+
+    for p in paths:
+        visit(p, 0)
+    return list(dict.fromkeys(found))
+
+
+def unstarted_runs(paths: list[Path]) -> list[Run]:
+    """A skipped Run for each job that a grid sweep among `paths` planned but never started (plan.not_started):
+    it was stopped (Ctrl-C, a crash) before them, or is still running. Its skip reason gives the command that
+    runs the missing jobs of that sweep."""
+    runs = []
+    for d in sweep_dirs(paths):
+        missing = not_started(d)
+        if not missing:
+            continue
+        command = rerun_command([job for _, job in missing])
+        for num, overrides in missing:
+            run = Run(d / str(num), overrides=list(overrides), seed=_seed_of(overrides))
+            run.skip_reason = f"not started (the sweep was stopped before it, or is still running); run: {command}"
+            runs.append(run)
+    return runs
+
+
+def _seed_of(overrides: list[str]) -> int | None:
+    """The seed a run's `seed=<n>` override gives, or None."""
+    return next(
+        (int(o.split("=", 1)[1]) for o in overrides if _key(o) == "seed" and o.split("=", 1)[1].isdigit()), None
+    )
+
+
 def _read_yaml(path: Path):
     return OmegaConf.to_container(OmegaConf.load(path))
 
@@ -141,13 +248,14 @@ def load_run(path: Path) -> Run:
             cfg = _read_yaml(path / CONFIG_FILE) or {}
             run.seed = cfg.get("seed")
             run.env_id = (cfg.get("env") or {}).get("id")
+            run.config = flatten(cfg)
+        else:  # a job that failed before writing its config: its overrides are all that is known
+            run.config = {_key(o): o.split("=", 1)[1] for o in run.overrides if "=" in o}
     except Exception as e:  # noqa: BLE001 - a damaged file only skips this run
         run.skip_reason = f"unreadable config ({type(e).__name__}: {e})"
         return run
     if run.seed is None:
-        run.seed = next(
-            (int(o.split("=", 1)[1]) for o in run.overrides if _key(o) == "seed" and o.split("=", 1)[1].isdigit()), None
-        )
+        run.seed = _seed_of(run.overrides)
 
     failed = path / FAILED_FILE
     summary = path / SUMMARY_FILE
@@ -225,48 +333,86 @@ def report_title(runs: list[Run]) -> str:
 # ------------------------------------------------------------------------------------------ groups
 @dataclass
 class Group:
-    """Runs on one environment that share their overrides except the seed. `detail` names the overrides
-    that set the group apart; `label` is the same, led by the environment when the report has several."""
+    """Runs on one environment that ran with the same config (group_key). `settings` are the config values
+    that set the group apart from the other groups of its environment; `detail` says them in a line ("trial 3"
+    for a trial of an Optuna search); `label` is the same, led by the environment when the report has several."""
 
-    key: tuple[str, ...]
+    key: tuple[tuple[str, str], ...]
     runs: list[Run]
     env_id: str | None = None
     label: str = ""
     detail: str = ""
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        return self.runs[0].config
+
+    @property
+    def trial(self):
+        """The Optuna trial number of the group's runs, or None outside a search."""
+        return self.config.get(TRIAL_KEY)
 
 
-def _short(override: str) -> str:
-    """key=value with long numbers shortened, for labels."""
-    key, _, value = override.partition("=")
-    try:
-        f = float(value)
-        if not value.lstrip("-").isdigit() and len(value) > 7:
-            value = f"{f:.4g}"
-    except ValueError:
-        pass
-    return f"{key}={value}"
+_MISSING = object()
+
+
+def differing_keys(groups: list[Group]) -> list[str]:
+    """The config keys (in config order) whose values tell these groups apart, preferring the keys the runs'
+    command lines named (`search.actor_width` rather than the `architecture.actor_hidden_sizes` it sets) as
+    long as those alone still tell every group apart."""
+    keyed = [dict(g.key) for g in groups]
+    order = list(dict.fromkeys(k for g in groups for k in g.config if groups_by(k)))
+    differ = [k for k in order if len({d.get(k, _MISSING) for d in keyed}) > 1]
+    named = {_key(o) for g in groups for r in g.runs for o in r.own_overrides}
+    chosen = [k for k in differ if any(k == n or k.startswith(n + ".") for n in named)]
+    if chosen and len({tuple(d.get(k, _MISSING) for k in chosen) for d in keyed}) == len(groups):
+        return chosen
+    return differ
 
 
 def make_groups(runs: list[Run]) -> list[Group]:
-    """Runs on the same environment with the same overrides (except the seed) form one group, in order of
-    first appearance, each environment's groups together. A group's label shows only the overrides that
-    differ between groups; with several environments (a sweep over env=...) it starts with the environment,
-    and `env=<that id>` is left out."""
+    """Runs on the same environment with the same config (Run.group_key) form one group, in order of first
+    appearance, each environment's groups together. A group's label shows the config values that differ
+    between the groups of its environment (differing_keys), or "trial <n>" for a trial of an Optuna search
+    (its values are in trial_table); with several environments (a sweep over env=...) it starts with the
+    environment."""
     groups: dict[tuple, Group] = {}
     for r in runs:
         groups.setdefault((r.env_id, r.group_key), Group(r.group_key, [], r.env_id)).runs.append(r)
     order = {env: i for i, env in reversed(list(enumerate(r.env_id for r in runs)))}
     out = sorted(groups.values(), key=lambda g: order[g.env_id])  # each environment's groups together
-    common = common_overrides(out)
     several = len(order) > 1
-    for g in out:
-        own = [_short(o) for o in g.key if o not in common and not (several and o == f"env={g.env_id}")]
-        g.detail = " ".join(own)
-        if several:
-            g.label = " ".join([g.env_id or "unknown env", *own])
-        else:
-            g.label = g.detail or "(all runs)"
+    for env in order:
+        mine = [g for g in out if g.env_id == env]
+        keys = differing_keys(mine)
+        for g in mine:
+            g.settings = {k: g.config[k] for k in keys if k in g.config}
+            if g.trial is not None:
+                g.detail = f"trial {g.trial}"
+            else:
+                g.detail = " ".join(f"{k}={show(v)}" for k, v in g.settings.items() if k != TRIAL_KEY)
+        labels = [g.detail for g in mine]
+        for g in mine:  # the same trial number from two studies: say their values too
+            if g.trial is not None and labels.count(g.detail) > 1:
+                g.detail += " " + " ".join(f"{k}={show(v)}" for k, v in g.settings.items() if k != TRIAL_KEY)
+            g.label = " ".join([g.env_id or "unknown env", g.detail]).strip() if several else g.detail or "(all runs)"
+            for r in g.runs:
+                r.group_label = g.label
     return out
+
+
+def trial_table(groups: list[Group]) -> tuple[list[str], list[list[str]]] | None:
+    """When groups are trials of an Optuna search: a table of each group's searched values (header, rows), a key
+    shortened to its last part where no other config key ends so (`tau`, but `actor_optimizer.lr`); None for
+    other reports."""
+    if not any(g.trial is not None and g.detail.startswith("trial ") for g in groups):
+        return None
+    keys = list(dict.fromkeys(k for g in groups for k in g.settings if k != TRIAL_KEY))
+    every = [k.rsplit(".", 1)[-1] for k in dict.fromkeys(k for g in groups for k in g.config)]
+    names = [k.rsplit(".", 1)[-1] if every.count(k.rsplit(".", 1)[-1]) == 1 else k for k in keys]
+    rows = [[g.label, *(show(g.settings[k]) if k in g.settings else "-" for k in keys)] for g in groups]
+    return ["group", *names], rows
 
 
 def env_ids(groups: list[Group]) -> list[str | None]:
@@ -275,8 +421,9 @@ def env_ids(groups: list[Group]) -> list[str | None]:
 
 
 def common_overrides(groups: list[Group]) -> list[str]:
-    """The overrides that every group shares (not shown in the group labels)."""
-    if not groups:
+    """The command-line overrides that every run of every group shares (said once, not in the labels)."""
+    runs = [r for g in groups for r in g.runs]
+    if not runs:
         return []
-    shared = set.intersection(*(set(g.key) for g in groups))
-    return [o for o in groups[0].key if o in shared]
+    shared = set.intersection(*(set(r.own_overrides) for r in runs))
+    return [o for o in runs[0].own_overrides if o in shared]

@@ -95,7 +95,7 @@ def write_runs_csv(path: Path, runs: list[Run]) -> None:
             w.writerow(
                 [
                     r.path,
-                    " ".join(r.group_key),
+                    r.group_label or " ".join(r.own_overrides),
                     r.seed,
                     status,
                     len(r.steps),
@@ -114,6 +114,13 @@ def skipped_lines(skipped: list[Run]) -> list[str]:
     return [f"  {r.path}: {r.skip_reason}" for r in skipped]
 
 
+def count_runs(runs: list[Run]) -> str:
+    """'3 run(s)', or '1 run(s) and 2 job(s) not started' when a stopped sweep never started some."""
+    unstarted = sum(r.skip_reason is not None and r.skip_reason.startswith("not started") for r in runs)
+    started = len(runs) - unstarted
+    return f"{started} run(s)" + (f" and {unstarted} job(s) not started" if unstarted else "")
+
+
 @dataclass
 class Report:
     """What the Markdown file and the terminal summary both show: the runs used, their groups, the table
@@ -126,6 +133,7 @@ class Report:
     header: list[str]
     body: list[list[str]]
     skipped: list[Run]
+    trials: tuple[list[str], list[list[str]]] | None = None  # data.trial_table: the trials' searched values
 
     @property
     def headline(self) -> str:
@@ -139,7 +147,10 @@ def write_markdown(
     md = [
         f"# {r.headline}",
         "",
-        f"Runs are grouped by their overrides except the seed. Overrides common to all groups: `{r.common}`.",
+        (
+            "Runs are grouped by the config values they ran with (their config.yaml), except the seed and the "
+            f"keys that never split groups (sac_runner/keys.py). Overrides common to all runs: `{r.common}`."
+        ),
         "",
         (
             f"Final: the last evaluation's mean return; best: the best one; mean over the group's runs "
@@ -157,6 +168,8 @@ def write_markdown(
             "",
         ]
     md += [markdown_table(r.header, r.body), ""]
+    if r.trials is not None:
+        md += ["Trials of the Optuna search and the values they ran with:", "", markdown_table(*r.trials), ""]
     if r.skipped:
         md += [f"Skipped {len(r.skipped)} run(s):", ""] + [f"- `{s.path}`: {s.skip_reason}" for s in r.skipped] + [""]
     if plot_file is not None:
@@ -170,6 +183,8 @@ def summary_text(r: Report, written: list[Path]) -> str:
         f"{r.headline}; common overrides: {r.common}",
         text_table(r.header, r.body),
     ]
+    if r.trials is not None:
+        lines += ["\ntrial values:", text_table(*r.trials)]
     if r.skipped:
         lines += [f"\nskipped {len(r.skipped)} run(s):", "\n".join(skipped_lines(r.skipped))]
     lines.append(f"\nwrote {', '.join(str(w) for w in written)}")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from sac_runner.objectives import iqm
-from sac_runner.report.data import Group
+from sac_runner.report.data import Group, show
 
 
 def bootstrap_ci(x, confidence: float = 0.95, n_resamples: int = 10000, seed: int = 0) -> tuple[float, float]:
@@ -38,7 +38,7 @@ def group_stats(group: Group, threshold: float | None, confidence: float, n_resa
     row = {
         "group": group.label,
         "env": group.env_id or "",
-        "overrides": " ".join(group.key),
+        "settings": " ".join(f"{k}={show(v, short=False)}" for k, v in group.settings.items()),
         "runs": len(runs),
         "seeds": " ".join(str(r.seed) for r in runs),
         "final_mean": float(finals.mean()),

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from sac_runner.errors import ConfigError, TrialFailed, TrialPruned, fail
 from sac_runner.hydra_mode import hydra_config, uses_launcher, uses_optuna
 from sac_runner.rundir import FAILED_FILE, PRUNED_FILE, check_writable_dir
+from sac_runner.sweeps.plan import describe_jobs, planned_jobs, rerun_command
 
 
 def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
@@ -34,7 +35,8 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
     A job stopped by a signal (SIGTERM from SLURM before its time limit: the trainer writes a
     resumable last.pt and exits with 128 + the signal number) is recorded the same way when it ran
     under submitit, where each job is a process of its own, so that the sweep still collects the
-    other jobs. Elsewhere (Ctrl-C on a local sweep) the exit goes on and ends the sweep."""
+    other jobs. Elsewhere (Ctrl-C on a local sweep) the exit goes on and ends the sweep, after a line that
+    names the jobs not started (stopped_sweep_message); a second Ctrl-C ends it the same way, with status 130."""
     hc = hydra_config()
     job_dir = Path(hc.runtime.output_dir)
     (job_dir / FAILED_FILE).unlink(missing_ok=True)  # from an earlier sweep into the same directory
@@ -52,8 +54,14 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one job is that job's, not the sweep's
         error, message, trace = type(e).__name__, " ".join(str(e).split()), traceback.format_exc()
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainer stopped at once
+        print(stopped_sweep_message(cfg, hc), file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
     except SystemExit as e:
-        if e.code in (0, None) or not uses_launcher(hc, "submitit"):
+        if e.code in (0, None):
+            raise
+        if not uses_launcher(hc, "submitit"):  # this process runs the sweep: it ends here
+            print(stopped_sweep_message(cfg, hc), file=sys.stderr, flush=True)
             raise
         code = e.code if isinstance(e.code, int) else 1
         stopped = code > 128
@@ -81,6 +89,32 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
     if uses_optuna(hc):
         raise TrialFailed(line)
     return float("nan")
+
+
+def stopped_sweep_message(cfg: DictConfig, hc) -> str:
+    """What sac-train prints when a local sweep ends early because a job stopped (Ctrl-C): which jobs were
+    not started and how to run them, or, for an Optuna search, how to continue the study."""
+    sweep_dir = Path(str(hc.sweep.dir))
+    head = f"sac-train: the sweep in {sweep_dir} stopped during job {hc.job.num}"
+    if uses_optuna(hc):
+        trial = (cfg.get("hparams_search") or {}).get("trial")
+        return (
+            f"{head}{'' if trial is None else f' (trial {trial})'}; the trials after it were not started: "
+            f"continue the study with the same "
+            f"command and hydra.sweeper.storage={hc.sweeper.storage} (hydra.sweeper.n_trials=<how many more>); "
+            f"sac-report {sweep_dir} compares the trials so far"
+        )
+    planned = planned_jobs(sweep_dir)
+    if planned is None:
+        return f"{head}; the jobs after it were not started; sac-report {sweep_dir} compares the jobs so far"
+    missing = [(i, job) for i, job in enumerate(planned) if i != hc.job.num and not (sweep_dir / str(i)).exists()]
+    if not missing:
+        return f"{head}, its last; sac-report {sweep_dir} compares its jobs"
+    return (
+        f"{head}; {len(missing)} of its {len(planned)} jobs not started: {describe_jobs(missing, planned)}; "
+        f"run them (in a new sweep directory) with: {rerun_command([job for _, job in missing])}; "
+        f"sac-report {sweep_dir} lists every job"
+    )
 
 
 def failed_jobs(sweep_dir: str | Path, since: float = 0.0) -> list[dict]:
@@ -128,6 +162,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        print(f"sac-train: sweep done; compare its jobs with: sac-report {sweep_dir}", flush=True)
         failed = failed_jobs(sweep_dir, since=self.start)
         if not failed:
             return
