@@ -85,6 +85,25 @@ def test_every_environment_renders_headless(runs, env, tmp_path):
     assert env in stdout and "checkpoints/last.pt" in stdout and frames(out) >= 2
 
 
+def test_a_config_yaml_means_its_run(runs, tmp_path):
+    """`sac-visualize <run>/config.yaml` (a path a user tab-completes) replays the run, as its directory does; a
+    job that failed after its first checkpoint is replayed with a note pointing to its failed.json."""
+    run = shutil.copytree(runs["Pendulum-v1"], tmp_path / "run")
+    (run / ".hydra").mkdir()
+    shutil.copy(run / "config.yaml", run / ".hydra" / "config.yaml")  # as Hydra writes it
+    expected = visualize(run, "--episodes", "2", "--no-video")
+    assert expected[0] == 0, expected[2]
+    assert visualize(run / "config.yaml", "--episodes", "2", "--no-video") == expected
+    assert visualize(run / ".hydra" / "config.yaml", "--episodes", "2", "--no-video") == expected
+
+    job = tmp_path / "sweep" / "0"
+    shutil.copytree(run, job)
+    (job / "failed.json").write_text('{"error": "TrainingError", "message": "actor loss is nan"}')
+    code, stdout, stderr = visualize(job, "--episodes", "2", "--no-video")
+    assert code == 0 and stdout.splitlines()[1] == expected[1].splitlines()[1]  # the same returns
+    assert stderr == f"sac-visualize: note: this job failed afterwards (TrainingError); see {job / 'failed.json'}\n"
+
+
 def test_checkpoint_files_and_multirun_jobs(runs, tmp_path):
     run = runs["CartPoleContinuous-v1"]
     code, stdout, _ = visualize(run / "checkpoints" / "last.pt", "--episodes", "1", "--no-video")
@@ -135,8 +154,23 @@ def bad_inputs(runs, tmp_path):
     shutil.copytree(cart, no_best)
     (no_best / "checkpoints" / "best.pt").unlink()
     (tmp_path / "afile").write_text("")
+    job = tmp_path / "sweep" / "0"
+    (job / "summary.json").write_text("{}")
+    failed = tmp_path / "sweep" / "1"  # a sweep job that failed before its first checkpoint
+    (failed / ".hydra").mkdir(parents=True)
+    shutil.copy(cart / "config.yaml", failed / "config.yaml")
+    (failed / "failed.json").write_text('{"job_num": 1, "error": "TrainingError", "message": "critic loss is nan"}')
     return [
         ([tmp_path / "missing"], "does not exist"),
+        ([job / "summary.json"], f"{job / 'summary.json'} is not a checkpoint; pass its run directory: {job}"),
+        (
+            [failed],
+            f"{failed} is a sweep job that failed (TrainingError: critic loss is nan) before writing "
+            f"checkpoints/best.pt; see {failed / 'failed.json'}",
+        ),
+        ([failed / "config.yaml"], f"see {failed / 'failed.json'}"),
+        ([cart, "--seed", "-3"], "argument --seed: -3 is not a seed (Gymnasium takes seeds >= 0), e.g. --seed 0"),
+        ([cart, "--episodes", "0"], "argument --episodes/-n: 0 is not positive (see sac-visualize --help)"),
         ([tmp_path / "empty"], "is not a sac_runner run directory"),
         ([tmp_path / "sweep"], "holds runs (a multirun sweep?); pass one of them"),
         ([other_env], "was trained on Pendulum-v1, but"),
@@ -147,9 +181,9 @@ def bad_inputs(runs, tmp_path):
         ([tmp_path / "pickled.pt"], "was refused"),
         (
             [no_best],
-            "has no checkpoints/best.pt (the run stopped before its first evaluation); last.pt exists (add --last)",
+            "has no checkpoints/best.pt (the run stopped before its first evaluation); last.pt exists (add --last;",
         ),
-        ([best, "--last"], "is already a checkpoint file"),
+        ([best, "--last"], "is already a checkpoint file; the last checkpoint (--last, which='last') is one of a run"),
         ([cart, "--output", tmp_path / "x.gif"], "give a file name ending in .mp4"),
     ]
 
