@@ -7,12 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sac_runner.rundir import read_evals
+
 OBJECTIVES = ("final", "auc", "best")
 AGGREGATES = ("mean", "iqm")
 
 
 def objective(evals: list, metric: str = "final", last: int = 3) -> float:
-    """The value a sweep maximises, from a run's evaluation history ([env_step, mean, ...] rows).
+    """The value a sweep maximises, from a run's evaluation history (in either form rundir.read_evals reads:
+    summary.json's labelled records or [env_steps, mean, ...] rows).
 
     final: the mean of the last `last` evaluation means (less noisy than one evaluation, and not
            biased upwards like the best one);
@@ -21,7 +24,8 @@ def objective(evals: list, metric: str = "final", last: int = 3) -> float:
     best:  the best evaluation mean.
     NaN when there is no evaluation or any evaluation mean is not finite (a diverged run).
     """
-    means = [float(e[1]) for e in evals]
+    history = read_evals(evals)
+    means = [e.mean for e in history]
     if not means or not all(math.isfinite(m) for m in means):
         return float("nan")
     if metric == "final":
@@ -30,7 +34,7 @@ def objective(evals: list, metric: str = "final", last: int = 3) -> float:
     if metric == "best":
         return max(means)
     if metric == "auc":
-        steps = [float(e[0]) for e in evals]
+        steps = [float(e.env_steps) for e in history]
         if len(means) == 1 or steps[-1] <= steps[0]:
             return sum(means) / len(means)
         area = sum((steps[i + 1] - steps[i]) * (means[i + 1] + means[i]) / 2 for i in range(len(means) - 1))

@@ -10,9 +10,11 @@ import datetime
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 from sac_runner.errors import ConfigError
 
@@ -82,6 +84,56 @@ def override_keys(task_overrides) -> list[str]:
         if key:
             keys.append(key)
     return keys
+
+
+# ------------------------------------------------------------------------------------------ evaluations
+class Evaluation(NamedTuple):
+    """One evaluation of a run: its env step and the return statistics over `algorithm.nb_evals` episodes.
+    A tuple, so e[0] and e[1] still mean the step and the mean return, as in the arrays of old summaries."""
+
+    env_steps: int
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+EVAL_FIELDS = Evaluation._fields  # summary.json's labels: ("env_steps", "mean", "std", "min", "max")
+
+
+def read_evals(evals: object) -> list[Evaluation]:
+    """A run's evaluation history (summary.json's `evals`, or the checkpoint's Progress.evals) as Evaluations,
+    whichever form it was written in: labelled records {"env_steps": ..., "mean": ..., "std": ..., "min": ...,
+    "max": ...} (what sac-train writes now; other keys are ignored) or unlabelled arrays [env_steps, mean, std,
+    min, max] (summary.json as sac_runner 0.1.0 wrote it, and the checkpoint's form). None means no evaluation.
+    The one reader of that history: sac-report, the sweeps, the objectives and scripts/results.py use it.
+    Raises ValueError, naming the entry, on anything else."""
+    if evals is None:
+        return []
+    if not isinstance(evals, list | tuple):
+        raise ValueError(f"evals must be a list of evaluations, not {type(evals).__name__}")
+    out = []
+    for i, e in enumerate(evals):
+        try:
+            if isinstance(e, Mapping):
+                values = [e[k] for k in EVAL_FIELDS]
+            elif isinstance(e, list | tuple) and len(e) == len(EVAL_FIELDS):
+                values = list(e)
+            else:
+                raise ValueError(f"expected {{{', '.join(EVAL_FIELDS)}}} or a list of those 5 values")
+            if any(isinstance(v, bool) for v in values):
+                raise ValueError("a boolean is not a number")
+            out.append(Evaluation(int(values[0]), *(float(v) for v in values[1:])))
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
+            what = f"no {err}" if isinstance(err, KeyError) else str(err)
+            raise ValueError(f"evaluation {i} ({e!r:.80}) is not an evaluation record: {what}") from None
+    return out
+
+
+def eval_records(evals: object) -> list[dict]:
+    """The evaluation history as summary.json holds it: one labelled record per evaluation
+    ({"env_steps": ..., "mean": ..., "std": ..., "min": ..., "max": ...}), from either form read_evals reads."""
+    return [e._asdict() for e in read_evals(evals)]
 
 
 # ------------------------------------------------------------------------------------------ provenance

@@ -7,6 +7,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from sac_runner.rundir import read_evals
 from tests.helpers import TINY, sac_train
 
 
@@ -56,6 +57,10 @@ def test_sac_train_writes_a_complete_run_directory(tmp_path):
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] == 300 and len(summary["evals"]) == 2
+    # labelled records (rundir.eval_records), which rundir.read_evals reads back
+    assert [list(e) for e in summary["evals"]] == [["env_steps", "mean", "std", "min", "max"]] * 2
+    steps = [e.env_steps for e in read_evals(summary["evals"])]
+    assert [e["env_steps"] for e in summary["evals"]] == steps == [150, 300]
 
 
 @pytest.mark.parametrize(
@@ -116,5 +121,5 @@ def test_smoke_experiment_runs_any_env_in_seconds(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (run,) = list((tmp_path / "outputs" / "Pendulum-v1").glob("*/*"))
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["env_steps"] == 1000 and [e[0] for e in summary["evals"]] == [500, 1000]
+    assert summary["env_steps"] == 1000 and [e["env_steps"] for e in summary["evals"]] == [500, 1000]
     assert (run / "videos" / "best_agent.mp4").stat().st_size > 0

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from sac_runner import objectives
 from sac_runner.report import cli as report
 from sac_runner.report import data as report_data
 from sac_runner.report import stats as report_stats
+from sac_runner.rundir import EVAL_FIELDS
 from tests.helpers import make_run, read_csv
 
 
@@ -159,8 +161,9 @@ def test_errors(tmp_path, capsys):
 
 
 def test_a_step_logged_twice_keeps_its_last_value(tmp_path):
-    """A run resumed from an earlier checkpoint logs some evaluation steps again."""
-    run = make_run(tmp_path / "r", [], 0, [1.0, 2.0])
+    """A run resumed from an earlier checkpoint logs some evaluation steps again (TensorBoard's curve: the
+    resumed session is still running, so there is no summary.json yet)."""
+    run = make_run(tmp_path / "r", [], 0, [1.0, 2.0], summary=False)
     w = SummaryWriter(str(run / "tensorboard"))
     w.add_scalar("eval/return_mean", 5.0, 2000)
     w.add_scalar("eval/return_mean", 6.0, 3000)
@@ -389,3 +392,44 @@ def test_a_stopped_grid_sweep_lists_the_jobs_it_never_started(tmp_path, capsys):
     assert report.main([str(d), "--no-plot"]) == 0
     printed = capsys.readouterr().out
     assert "skipped 2 run(s)" in printed and "not started" in printed
+
+
+def test_a_finished_run_s_curve_is_its_summary_s_in_either_form(tmp_path):
+    """summary.json's evaluation history is the curve of a finished run, whether labelled (what sac-train writes
+    now) or in 0.1.0's [env_steps, mean, std, min, max] arrays; also where no TensorBoard was logged
+    (logger=[wandb]). A run without summary.json, or an interrupted one, keeps TensorBoard's curve."""
+    returns = [-900.0, -400.0, -200.0]
+    arrays = make_run(tmp_path / "arrays", [], 0, returns)
+    labelled = make_run(tmp_path / "labelled", [], 0, returns)
+    summary = json.loads((labelled / "summary.json").read_text())
+    summary["evals"] = [dict(zip(EVAL_FIELDS, e)) for e in summary["evals"]]
+    (labelled / "summary.json").write_text(json.dumps(summary))
+    no_tb = make_run(tmp_path / "no_tb", [], 0, returns)
+    (no_tb / "summary.json").write_text(json.dumps(summary))
+    shutil.rmtree(no_tb / "tensorboard")
+    # the summary wins over TensorBoard for a finished run: here they disagree on purpose
+    tb_differs = make_run(tmp_path / "tb_differs", [], 0, [0.0, 0.0, 0.0])
+    (tb_differs / "summary.json").write_text(json.dumps(summary))
+    for run in (arrays, labelled, no_tb, tb_differs):
+        r = report_data.load_run(run)
+        assert r.skip_reason is None and r.complete, (run.name, r.skip_reason)
+        assert r.steps.tolist() == [1000, 2000, 3000] and r.returns.tolist() == returns, run.name
+
+    interrupted = make_run(tmp_path / "interrupted", [], 0, [1.0, 2.0], interrupted="SIGTERM")
+    w = SummaryWriter(str(interrupted / "tensorboard"))  # evaluations after the interrupted summary was written
+    w.add_scalar("eval/return_mean", 3.0, 3000)
+    w.close()
+    r = report_data.load_run(interrupted)
+    assert not r.complete and r.returns.tolist() == [1.0, 2.0, 3.0]
+    shutil.rmtree(no_tb / "checkpoints")  # not a run any more: a job directory without TensorBoard or evaluations
+    (no_tb / "summary.json").write_text(json.dumps({**summary, "evals": []}))
+    assert report_data.load_run(no_tb).skip_reason.startswith("no TensorBoard event files")
+
+
+def test_a_damaged_evaluation_history_is_an_unreadable_summary(tmp_path):
+    run = make_run(tmp_path / "r", [], 0, [1.0, 2.0])
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "evals": [[1000, 1.0]]}))
+    r = report_data.load_run(run)  # TensorBoard's curve, and the run counts as incomplete
+    assert r.skip_reason is None and not r.complete and r.incomplete_reason == "unreadable summary.json"
+    assert r.returns.tolist() == [1.0, 2.0]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sac_runner.rundir import read_evals
 from tests.helpers import run_cli
 
 DATA = Path(__file__).parent / "data" / "v0.1.0"
@@ -49,8 +50,12 @@ def test_sac_train_resumes_an_old_run_with_a_larger_budget(env_id, tmp_path):
     assert f"sac-train: resuming {run} at step {total} of {total + interval}" in proc.stdout
     after = json.loads((run / "summary.json").read_text())
     assert after["env_steps"] == total + interval
-    assert [e[0] for e in after["evals"]] == [interval * (i + 1) for i in range(total // interval + 1)]
-    assert after["evals"][: len(before["evals"])] == before["evals"]  # the history carried over unchanged
+    # 0.1.0 wrote unlabelled [env_steps, mean, std, min, max] arrays; the resumed run writes labelled records,
+    # which read_evals reads as it reads the old ones
+    assert isinstance(before["evals"][0], list) and isinstance(after["evals"][0], dict)
+    old, new = read_evals(before["evals"]), read_evals(after["evals"])
+    assert [e.env_steps for e in new] == [interval * (i + 1) for i in range(total // interval + 1)]
+    assert new[: len(old)] == old  # the history carried over unchanged
     assert after["updates"] > before["updates"]
     assert (run / "config.yaml").read_text() == (DATA / env_id / "config.yaml").read_text().replace(
         f"total_steps: {total}\n", f"total_steps: {total + interval}\n"
@@ -70,6 +75,6 @@ def test_sac_report_reads_old_runs(tmp_path):
     assert set(rows) == set(RUNS)
     for env_id, row in rows.items():
         summary = json.loads((DATA / env_id / "summary.json").read_text())
-        assert float(row["final_mean"]) == pytest.approx(summary["evals"][-1][1], rel=1e-6)
+        assert float(row["final_mean"]) == pytest.approx(read_evals(summary["evals"])[-1].mean, rel=1e-6)
         assert float(row["best_mean"]) == pytest.approx(summary["best_return"], rel=1e-6)
         assert row["runs"] == "1"

@@ -422,7 +422,7 @@ def test_optuna_search_records_failed_trials_and_continues(tmp_path):
         summary = json.loads((first / str(t.number) / "summary.json").read_text())
         assert t.value == pytest.approx(summary["objective"])
         assert summary["objective"] == pytest.approx(
-            sum(e[1] for e in summary["evals"][-3:]) / len(summary["evals"][-3:])
+            sum(e["mean"] for e in summary["evals"][-3:]) / len(summary["evals"][-3:])
         )
     assert yaml.safe_load((first / "optimization_results.yaml").read_text())["best_value"] == pytest.approx(
         study.best_value

@@ -1,6 +1,7 @@
 """sac-report's input: find the runs in sweep and run directories (and the jobs a stopped grid sweep never
-started), read each one's overrides, config, summary and TensorBoard evaluation curve into a Run, and group the
-runs by the config values they ran with (config.yaml), except the keys that never split groups (keys.py)."""
+started), read each one's overrides, config, summary and evaluation curve (summary.json's, else TensorBoard's)
+into a Run, and group the runs by the config values they ran with (config.yaml), except the keys that never split
+groups (keys.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from sac_runner.keys import HYDRA_PREFIXES, NOT_GROUPING
-from sac_runner.rundir import CONFIG_FILE, FAILED_FILE, SUMMARY_FILE, is_run_dir, override_keys
+from sac_runner.rundir import (
+    CONFIG_FILE,
+    FAILED_FILE,
+    SUMMARY_FILE,
+    Evaluation,
+    is_run_dir,
+    override_keys,
+    read_evals,
+)
 from sac_runner.sweeps.plan import MULTIRUN_FILE, not_started, rerun_command
 
 EVAL_TAG = "eval/return_mean"
@@ -268,28 +277,46 @@ def load_run(path: Path) -> Run:
             run.skip_reason = "failed (unreadable failed.json)"
         return run
 
+    # the curve: a finished run's is its summary.json's evaluation history (read by rundir.read_evals, whichever
+    # form it was written in; also there where no TensorBoard was logged, logger=[wandb]); a run still going,
+    # interrupted or pruned: TensorBoard's, which holds every evaluation so far
+    s: dict | None = None
+    history: list[Evaluation] = []
+    if summary.is_file():
+        try:
+            s = json.loads(summary.read_text())
+            if not isinstance(s, dict):
+                raise ValueError("not a JSON object")
+            history = read_evals(s.get("evals"))
+        except (OSError, ValueError):
+            s, history = None, []  # counted as incomplete below: "unreadable summary.json"
+    finished = s is not None and not s.get("interrupted") and not s.get("pruned")
     tb = path / "tensorboard"
-    if not tb.is_dir() or not any(tb.glob("events.out.tfevents.*")):
-        run.skip_reason = "no TensorBoard event files (not started, or failed before training)"
-        return run
-    try:
-        scalars = read_scalars(tb, (EVAL_TAG, SPS_TAG))
-    except Exception as e:  # noqa: BLE001
-        run.skip_reason = f"unreadable TensorBoard events ({type(e).__name__}: {e})"
-        return run
-    evals = scalars[EVAL_TAG]
-    if not evals:
+    has_tb = tb.is_dir() and any(tb.glob("events.out.tfevents.*"))
+    scalars: dict[str, list] = {EVAL_TAG: [], SPS_TAG: []}
+    if history and (finished or not has_tb):
+        run.steps = np.array([e.env_steps for e in history], dtype=float)
+        run.returns = np.array([e.mean for e in history], dtype=float)
+    else:
+        if not has_tb:
+            run.skip_reason = "no TensorBoard event files (not started, or failed before training)"
+            return run
+        try:
+            scalars = read_scalars(tb, (EVAL_TAG, SPS_TAG))
+        except Exception as e:  # noqa: BLE001
+            run.skip_reason = f"unreadable TensorBoard events ({type(e).__name__}: {e})"
+            return run
+        run.steps = np.array([e[1] for e in scalars[EVAL_TAG]], dtype=float)
+        run.returns = np.array([e[2] for e in scalars[EVAL_TAG]], dtype=float)
+    if not len(run.steps):
         run.skip_reason = "no evaluation yet (still running, or stopped before the first one)"
         return run
-    run.steps = np.array([e[1] for e in evals], dtype=float)
-    run.returns = np.array([e[2] for e in evals], dtype=float)
     if not np.all(np.isfinite(run.returns)):
         run.skip_reason = "diverged: non-finite evaluation return"
         return run
 
-    if summary.is_file():
+    if s is not None:
         try:
-            s = json.loads(summary.read_text())
             run.wall_time_s = float(s["wall_time_s"])
             run.steps_per_second = float(s["steps_per_second"])
             if s.get("pruned"):  # an Optuna trial stopped early on purpose (sweeps/optuna_trial.py)
@@ -303,12 +330,14 @@ def load_run(path: Path) -> Run:
                 )
             else:
                 run.complete = True
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             run.incomplete_reason = "unreadable summary.json"
+    elif summary.is_file():
+        run.incomplete_reason = "unreadable summary.json"
     else:
         run.incomplete_reason = "no summary.json (still running, or killed)"
     if not run.complete and not math.isfinite(run.wall_time_s):  # estimate from the event times
-        times = [e[0] for e in evals] + [e[0] for e in scalars[SPS_TAG]]
+        times = [e[0] for e in scalars[EVAL_TAG]] + [e[0] for e in scalars[SPS_TAG]]
         run.wall_time_s = max(times) - min(times) if len(times) > 1 else math.nan
         sps = [e[2] for e in scalars[SPS_TAG]]
         run.steps_per_second = float(np.mean(sps)) if sps else math.nan
