@@ -63,3 +63,21 @@ def test_the_objective_is_the_same_from_either_form(metric):
     value = objective(ARRAYS, metric, 2)
     assert value == objective(LABELLED, metric, 2) == objective(read_evals(LABELLED), metric, 2)
     assert math.isfinite(value)
+
+
+def test_tensorboard_hparams_read_either_form(make_cfg, tmp_path):
+    """sweeps/hparams.py's metrics (the HParams dashboard's final return) from a summary in either form."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sac_runner.sweeps import hparams
+
+    cfg = make_cfg("env=Pendulum-v1")
+    finals = []
+    for name, evals in (("arrays", ARRAYS), ("labelled", LABELLED)):
+        run_dir = tmp_path / name
+        summary = {"evals": evals, "best_return": -900.0, "objective": -1000.0, "env_steps": 900}
+        assert hparams.write(cfg, run_dir, summary) is not None
+        events = EventAccumulator(str(run_dir / "tensorboard"))
+        events.Reload()
+        finals.append([e.value for e in events.Scalars("hparams/final")])
+    assert finals[0] == finals[1] == [-900.0]
