@@ -51,6 +51,10 @@ def test_smoke_sweep_through_sbatch(partition, tmp_path):
     proc = slurm_sweep(tmp_path, partition, *SMOKE, "seed=0,1", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(array_tasks(sweep_dir)) == 2  # each job was a task of a SLURM array
+    # this cluster keeps no job accounting, so sacct always fails: said once in our words (sweeps/slurm.py), not
+    # by sacct and by submitit's warning (three copies) at each of its polls
+    output = proc.stdout + proc.stderr
+    assert "Bypassing sacct error" not in output and output.count("accounting storage is disabled") <= 1, output
     for job, seed in (("0", 0), ("1", 1)):
         d = sweep_dir / job
         assert yaml.safe_load((d / "config.yaml").read_text())["seed"] == seed
@@ -95,7 +99,7 @@ def test_sigterm_during_a_job_then_resume(partition, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = json.loads((job / "summary.json").read_text())
     assert done["env_steps"] == target and not done["interrupted"]
-    assert [e[0] for e in done["evals"]][:1] == [500]  # the evaluations before the stop are kept
+    assert [e["env_steps"] for e in done["evals"]][:1] == [500]  # the evaluations before the stop are kept
 
 
 def test_pruned_search_on_slurm(partition, tmp_path):
