@@ -10,6 +10,11 @@ from sac_runner.agent.sac import Batch
 FIELDS = ("obs", "act", "rew", "next_obs", "terminated")
 
 
+def batch_of(rows: torch.Tensor, columns: dict) -> Batch:
+    """Rows of a ReplayBuffer's storage as a Batch: a view of each field's columns."""
+    return Batch(*(rows[:, columns[k]] for k in FIELDS))
+
+
 class ReplayBuffer:
     """A ring of the last `capacity` transitions (s, a, r, s', terminated) as float32 tensors on `device`,
     sampled uniformly with its own seeded generator.
@@ -90,8 +95,18 @@ class ReplayBuffer:
 
     def gather(self, idx: torch.Tensor) -> Batch:
         """The transitions at rows `idx`, as one Batch (a single gather of whole rows)."""
-        rows = self.storage[idx]
-        return Batch(*(rows[:, self.columns[k]] for k in FIELDS))
+        return batch_of(self.storage[idx], self.columns)
+
+    def use_storage(self, storage: torch.Tensor) -> None:
+        """Keep the transitions in `storage` from now on, a tensor of the storage's shape and device (a population
+        member's row of one stacked storage, agent/population.py), after copying the current ones into it."""
+        if storage.shape != self.storage.shape or storage.device != self.storage.device:
+            raise ValueError(f"a storage of shape {tuple(self.storage.shape)} on {self.device} is needed")
+        if storage.data_ptr() != self.storage.data_ptr():
+            storage.copy_(self.storage)
+        self.storage = storage
+        self.data = {k: storage[:, c] for k, c in self.columns.items()}
+        self._view = storage.numpy() if self.numpy_writes else None
 
     # --- persistence (the trainer decides whether the contents are saved) ---
     def state_dict(self, with_data: bool = True) -> dict:

@@ -74,6 +74,20 @@ class Checkpoint:
         return cls(**{f.name: d.get(f.name) for f in fields(cls)})  # type: ignore[arg-type]
 
 
+def own_storage(tree):
+    """`tree` (dicts, lists, tuples) with every tensor that views part of a larger storage replaced by a copy of
+    its own: torch.save writes a view's whole storage (a population member's weights are rows of one stacked
+    tensor, training/population.py), and loads it back as a view of all of it."""
+    if isinstance(tree, torch.Tensor):
+        whole = tree.untyped_storage().nbytes()
+        return tree.clone() if whole > tree.numel() * tree.element_size() else tree
+    if isinstance(tree, dict):
+        return {k: own_storage(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(own_storage(v) for v in tree)
+    return tree
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     """Write `ckpt` to a temporary file beside `path`, flush it to disk, then rename it over `path`.
 
@@ -84,7 +98,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(ckpt.to_dict(), f)
+            torch.save(own_storage(ckpt.to_dict()), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
