@@ -14,17 +14,19 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sac_runner import presets, runs
+from sac_runner import overrides, presets, runs
 from sac_runner.config import validate
 from sac_runner.errors import CheckpointError, ConfigError, TrainingError, TrialPruned, fail
 from sac_runner.hydra_mode import is_multirun
 from sac_runner.objectives import objective
-from sac_runner.rundir import CONFIG_FILE, SUMMARY_FILE, provenance, source_commit
+from sac_runner.rundir import CONFIG_FILE, SUMMARY_FILE, eval_records, provenance, source_commit
 from sac_runner.sweeps import hparams
 from sac_runner.sweeps.multirun import run_job
 from sac_runner.sweeps.optuna_sweeper import register_sweeper
 from sac_runner.sweeps.optuna_trial import train_trial, trial_hooks
+from sac_runner.sweeps.population_launcher import register_launcher
 from sac_runner.threads import job_threads, limit_threads
+from sac_runner.training.population import current_member
 from sac_runner.training.trainer import Trainer
 
 # cached, so that a multirun's jobs (run in other processes by the joblib and submitit launchers)
@@ -39,16 +41,31 @@ CONFIG_PATH = "pkg://sac_runner.conf"
 
 
 def print_summary(s: dict) -> None:
+    """The end-of-run summary: the whole run, then (resumed) this session, and where each tracker's records are."""
+    session = s.get("session") or {}
+    timed = f" since step {s['timed_from_step']} (earlier sessions were not timed)" if s.get("timed_from_step") else ""
     lines = [
         "",
         f"SAC on {s['env_id']}: {s['env_steps']} env steps, {s['updates']} gradient steps "
-        f"in {s['wall_time_s']:.1f} s ({s['steps_per_second']:.0f} steps/s)",
+        f"in {s['wall_time_s']:.1f} s ({s['steps_per_second']:.0f} steps/s){timed}",
+    ]
+    if session.get("first_step"):
+        lines.append(
+            f"  this session      steps {session['first_step']}-{s['env_steps']}: {session['env_steps']} env steps "
+            f"in {session['wall_time_s']:.1f} s ({session['steps_per_second']:.0f} steps/s)"
+        )
+    if s.get("update") == "compiled":  # the compiled SAC update (sac_runner/agent/compiled.py) and its build time
+        built = "" if s.get("compile_s") is None else f", built in {s['compile_s']:.1f} s"
+        waited = f", the loop waited {s['compile_wait_s']:.1f} s for it" if s.get("compile_wait_s") else ""
+        lines.append(f"  SAC update        compiled from gradient step {s.get('compiled_from')}{built}{waited}")
+    lines += [
         f"  best eval return  {s['best_return']:.2f} at step {s['best_step']}   (last {s['last_return']:.2f})",
         f"  run directory     {s['run_dir']}",
         f"  config            {s['run_dir']}/config.yaml",
         f"  checkpoints       {s['run_dir']}/checkpoints/{{best,last}}.pt",
-        f"  tensorboard       tensorboard --logdir {s['run_dir']}/tensorboard",
     ]
+    trackers = s.get("trackers", {"tensorboard": f"tensorboard --logdir {s['run_dir']}/tensorboard"})
+    lines += [f"  {name:<17} {where}" for name, where in trackers.items()]
     if s.get("video"):
         lines.append(f"  best-agent video  {s['video']}")
     print("\n".join(lines), flush=True)
@@ -60,7 +77,9 @@ def run(cfg: DictConfig) -> float:
     resume_ckpt = None
     source_commit()  # the code's commit as imported now, not as committed by the end (rundir.provenance)
     if cfg.get("resume") is not None:  # continue a run in its own directory, with its own config
-        run_dir, cfg, resume_ckpt = runs.prepare_resume(cfg, HydraConfig.get().overrides.task, is_multirun())
+        # a population's member may resume in a multirun: hydra.launcher.resume=true (sweeps/population_launcher.py)
+        multirun = is_multirun() and current_member() is None
+        run_dir, cfg, resume_ckpt = runs.prepare_resume(cfg, HydraConfig.get().overrides.task, multirun)
     else:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     validate(cfg)
@@ -84,7 +103,7 @@ def run(cfg: DictConfig) -> float:
         summary = train_trial(trainer)  # trainer.train(); a trial stopped by the search's pruner: "pruned"
     finally:
         trainer.close()
-    summary["evals"] = trainer.progress.evals
+    summary["evals"] = eval_records(trainer.progress.evals)  # labelled: {"env_steps": ..., "mean": ..., ...}
     gpu = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else None
     summary.update(provenance(str(trainer.device), gpu))  # commit, machine, versions: scripts/results.py
     value = objective(summary["evals"], cfg.objective.metric, cfg.objective.last)
@@ -117,6 +136,7 @@ def _hydra_main(cfg: DictConfig) -> float:
     try:
         return run(cfg)
     except (ConfigError, CheckpointError) as e:
+        runs.remove_refused_run(f"{HydraConfig.get().job.name}.log")  # what this command made before the refusal
         fail(str(e))
     except TrainingError as e:
         fail(str(e), code=1)
@@ -126,11 +146,19 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 def train() -> None:
     """`sac-train` console script. Every registered Gymnasium id becomes an `env` option first (a script
-    that registers its own environments and then calls train() gets them too; see sac_runner/presets.py)."""
+    that registers its own environments and then calls train() gets them too; see sac_runner/presets.py).
+    The overrides are checked before Hydra runs (sac_runner/overrides.py): Hydra would print several lines,
+    and a sweep would already have made its directory."""
+    if overrides.asks_version(sys.argv[1:]):  # ours, not Hydra's
+        print(overrides.version_text())
+        return
     presets.register_env_configs()
     register_sweeper()  # hparams_search=optuna's sweeper (sweeps/optuna_sweeper.py)
-    problem = presets.check_env_overrides(sys.argv[1:])
-    if problem is not None:  # before Hydra, which would print several lines and create the sweep directory
+    register_launcher()  # hydra/launcher=population (sweeps/population_launcher.py)
+    # env.kwargs.<name>=<value> as --help documents it; Hydra itself needs ++ (config.hydra_overrides)
+    sys.argv[1:] = overrides.documented_argv(sys.argv[1:])
+    problem = overrides.check_overrides(sys.argv[1:])
+    if problem is not None:
         fail(problem)
     _hydra_main()
 

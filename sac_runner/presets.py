@@ -4,9 +4,8 @@ conf/env/<id>.yaml are the presets: the hyperparameters and step budget for one 
 description and where its values come from (one of SOURCES). Every other id in gymnasium's registry is made
 an option of the `env` group as well, with the default hyperparameters (conf/env/generic.yaml with its id
 filled in), by register_env_configs(), which sac-train calls before Hydra composes the config. Why Hydra's
-ConfigStore rather than a config-source plugin: README, Design notes. check_env_overrides() reads the `env=`
-overrides with Hydra's own parser before Hydra runs (argv is read, never rewritten) and turns an unknown name
-into one line with the closest ids.
+ConfigStore rather than a config-source plugin: README, Design notes. An unknown `env=` name is turned into one
+line with the closest ids (unknown_env_message) before Hydra runs, by sac_runner/overrides.py.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from importlib.resources import files
 
 import gymnasium as gym
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ValueType
 from omegaconf import DictConfig, OmegaConf
 
 from sac_runner import envs
@@ -50,15 +47,24 @@ def _conf():
     return files("sac_runner.conf")
 
 
-def _options(group: str) -> list[str]:
-    """The options of a config group shipped in conf/<group>/, sorted."""
-    return sorted(p.name[: -len(".yaml")] for p in _conf().joinpath(group).iterdir() if p.name.endswith(".yaml"))
+def group_options(group: str) -> list[str]:
+    """The options of a config group shipped in conf/<group>/ (`hydra/launcher`: conf/hydra/launcher/), sorted;
+    OSError when sac_runner ships no such group."""
+    folder = _conf().joinpath(*group.split("/"))
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+@cache
+def default_env() -> str:
+    """The env option conf/config.yaml's defaults list picks when the command line names none."""
+    entries = _load("config.yaml").defaults
+    return next(str(e[GROUP]) for e in entries if isinstance(e, DictConfig) and GROUP in e)
 
 
 @cache
 def preset_names() -> tuple[str, ...]:
     """The env presets shipped in conf/env/ (without `generic`), sorted."""
-    return tuple(n for n in _options(GROUP) if n != GENERIC)
+    return tuple(n for n in group_options(GROUP) if n != GENERIC)
 
 
 @cache
@@ -165,52 +171,6 @@ def unknown_env_message(name: str, key: str = "env") -> str:
     )
 
 
-def _hydra_overrides(argv: list[str]) -> tuple[list[str], bool]:
-    """The overrides among sac-train's arguments, and whether the config search path was extended
-    (--config-dir, --config-path, hydra.searchpath), which may add env options we do not know."""
-    try:
-        from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses
-
-        args, _ = get_args_parser().parse_known_args(argv)
-        overrides, extended = list(args.overrides or []), bool(args.config_dir or args.config_path)
-        if args.shell_completion:
-            return [], True
-    except Exception:  # noqa: BLE001 - Hydra's parser moved: treat every non-flag argument as an override
-        overrides, extended = [a for a in argv if not a.startswith("-")], False
-    extended = extended or any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides)
-    return overrides, extended
-
-
-def check_env_overrides(argv: list[str]) -> str | None:
-    """Before Hydra runs: one line naming an `env=` choice (or one value of a sweep over it) that is
-    neither a preset nor a registered id, with the closest match; None when all are known (and when the
-    search path was extended, or the overrides do not parse: Hydra then reports them itself)."""
-    overrides, extended = _hydra_overrides(argv)
-    if extended:
-        return None
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # noqa: BLE001 - a syntax error: Hydra's own message says where
-        return None
-    known = None
-    for o in parsed:
-        if o.key_or_group != GROUP or o.package is not None or o.is_delete():
-            continue
-        try:
-            if o.value_type == ValueType.GLOB_CHOICE_SWEEP:
-                continue  # matched against the available options by Hydra itself
-            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
-        except Exception:  # noqa: BLE001 - an unusual sweep: leave it to Hydra
-            continue
-        for v in values:
-            if v is None:
-                continue
-            known = known if known is not None else set(env_options())
-            if str(v) not in known:
-                return unknown_env_message(str(v))
-    return None
-
-
 # ------------------------------------------------------------------------------------------------ help
 def _preset_lines() -> list[str]:
     """The presets by suite, one line each: id, description."""
@@ -231,9 +191,18 @@ def _preset_lines() -> list[str]:
 def _group_lines() -> list[str]:
     """The other config groups and their options, one line each."""
     lines = []
-    for group in ("algorithm", "architecture", "optimizer", "experiment", "hparams_search"):
-        name = "optimizer@actor_optimizer (also critic_, entropy_coef_)" if group == "optimizer" else group
-        lines.append(f"  {name}: {', '.join(_options(group))}")
+    names = {
+        "optimizer": "optimizer@actor_optimizer (also critic_, entropy_coef_)",
+        "logger": "logger (a list, e.g. logger=[tensorboard,wandb])",
+        "hydra/launcher": "hydra/launcher (where the jobs of -m run)",
+    }
+    groups = ("algorithm", "architecture", "optimizer", "experiment", "hparams_search", "logger", "hydra/launcher")
+    for group in groups:
+        try:
+            options = group_options(group)
+        except OSError:  # a group this checkout does not ship
+            continue
+        lines.append(f"  {names.get(group, group)}: {', '.join(options)}")
     return lines
 
 

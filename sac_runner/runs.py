@@ -3,16 +3,21 @@ creates that directory (RunDirCallback), and the config and checkpoint a resume 
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from sac_runner.config import migrate_legacy, validate, validate_env
-from sac_runner.errors import ConfigError, fail
+from sac_runner import rundir_lock
+from sac_runner.config import migrate_legacy, validate
+from sac_runner.errors import CheckpointError, ConfigError, fail
 from sac_runner.keys import NOT_FROM_DEFAULTS, RESUME_OVERRIDABLE
 from sac_runner.rundir import CHECKPOINT_DIR, CONFIG_FILE, check_run_dir, check_writable_dir, override_keys
+from sac_runner.rundir_lock import RunDirInUse
 from sac_runner.training.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries
 from sac_runner.training.state import Resumed
 
@@ -38,25 +43,121 @@ def _job_logger_levels(config: DictConfig) -> None:
 
 
 class RunDirCallback(Callback):
-    """Hydra callback (conf/config.yaml: hydra.callbacks.run_dir). Before Hydra creates the run directory,
-    check it: a resume must name an existing run, a new directory must be creatable; and check the
-    environment first (its id is part of the directory's name), so that a bad one leaves nothing behind.
-    One line, exit 2."""
+    """Hydra callback (conf/config.yaml: hydra.callbacks.run_dir). A single run's every check happens here, before
+    Hydra creates the run directory, so that a refused command leaves nothing behind: the whole validation of a
+    new run (its environment too: its id is part of the directory's name), the run to resume with its config and
+    checkpoint, and that the directory can be created. One line, exit 2. (A multirun's jobs are checked as they
+    start: a refused job leaves its failed.json, the sweep's record of it.)"""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        global _CREATED
         resume = OmegaConf.select(config, "resume")
+        task = copy.deepcopy(config)  # what the task function will get: the config without Hydra's own node
+        with read_write(task), open_dict(task):
+            del task["hydra"]
+        run_dir, lock = None, None
         try:
             if resume is not None:
                 try:
                     check_run_dir(resume)
                 except ConfigError as e:
                     raise ConfigError(f"resume={resume}: {e}") from None
-            else:  # a resume's environment is the run's own, checked with its config
+                run_dir = Path(str(config.hydra.run.dir)).expanduser().absolute()  # the run's own
+                lock = _lock(run_dir, resume)  # before anything there is read or tidied (stale temporaries)
+                overrides = list(config.hydra.overrides.task)
+                _PREPARED[_resume_key(resume, overrides)] = _prepare_resume(task, overrides)
+            else:
                 _job_logger_levels(config)
-                validate_env(config)
-            check_writable_dir(config.hydra.run.dir, create=True)
-        except ConfigError as e:  # inside Hydra an exception would print a traceback; SystemExit passes
+                search = OmegaConf.select(config, "hydra.runtime.choices.hparams_search")
+                if task.get("hparams_search") is not None:
+                    raise ConfigError(
+                        f"hparams_search={search} runs a search only as a multirun; add -m: "
+                        f"sac-train -m hparams_search={search} ..."
+                    )
+                validate(task)
+                run_dir = Path(str(config.hydra.run.dir)).expanduser().absolute()  # its name needs env.id
+            top = run_dir
+            while not top.parent.exists() and top.parent != top.parent.parent:
+                top = top.parent
+            made = None if run_dir.exists() else top
+            check_writable_dir(run_dir, create=True)
+            if resume is None:
+                lock = _lock(run_dir, resume)
+            subdir = run_dir / str(config.hydra.output_subdir) if config.hydra.output_subdir is not None else None
+            _CREATED = Created(run_dir, made, None if subdir is None or subdir.exists() else subdir, lock)
+        except (ConfigError, CheckpointError) as e:  # inside Hydra an exception would print a traceback
+            if run_dir is not None:
+                _unlock(run_dir, lock)
             fail(str(e))
+
+
+def _lock(run_dir: Path, resume) -> Path | None:
+    """Lock the run directory for this process until it ends (one writer per run directory: rundir_lock.py);
+    the lock file when this call created it, else None. RunDirInUse becomes one line (for a resume, led by
+    resume=<dir>)."""
+    lock_file = run_dir / rundir_lock.LOCK_FILE
+    created = not lock_file.exists()
+    try:
+        rundir_lock.acquire(run_dir)
+    except RunDirInUse as e:
+        raise ConfigError(f"resume={resume}: {e}" if resume is not None else str(e)) from None
+    return lock_file if created else None
+
+
+def _unlock(run_dir: Path, lock_file: Path | None) -> None:
+    """Release the lock taken by _lock (if it was), and remove its file when _lock created it."""
+    if str(run_dir.resolve()) in rundir_lock.held():
+        rundir_lock.release(run_dir)
+    if lock_file is not None:
+        with contextlib.suppress(OSError):
+            lock_file.unlink()
+
+
+class Created(NamedTuple):
+    """What this invocation created for a single run: the run directory (`top`: the outermost directory it made
+    on the way, None when the run directory existed already) and Hydra's .hydra/ subdirectory when it is new."""
+
+    run_dir: Path
+    top: Path | None
+    hydra_subdir: Path | None
+    lock_file: Path | None = None  # the run directory's lock file, when this invocation created it
+
+
+_CREATED: Created | None = None
+# a resume prepared by RunDirCallback before Hydra created anything, for run() to take
+_PREPARED: dict[tuple, tuple[Path, DictConfig, Checkpoint]] = {}
+# what Hydra writes into a run directory before the task starts, and the run's own config.yaml
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
+def remove_refused_run(log_name: str | None = None) -> None:
+    """After a single run was refused once Hydra had made its directory: remove exactly what this invocation
+    created there (Hydra's files in its new .hydra/ subdirectory, the lock file it made, the run's config.yaml
+    and `log_name` in a directory it created, and then those directories if nothing else is in them). Anything
+    else stays."""
+    made = _CREATED
+    if made is None:
+        return
+    _unlock(made.run_dir, made.lock_file)
+    files = []
+    if made.hydra_subdir is not None:
+        files += [made.hydra_subdir / f for f in HYDRA_FILES]
+    if made.top is not None:
+        files += [made.run_dir / CONFIG_FILE] + ([made.run_dir / log_name] if log_name else [])
+    for f in files:
+        with contextlib.suppress(OSError):
+            f.unlink()
+    dirs = [made.hydra_subdir] if made.hydra_subdir is not None else []
+    if made.top is not None:  # the run directory and the new directories above it, innermost first
+        d = made.run_dir
+        while True:
+            dirs.append(d)
+            if d == made.top or d == d.parent:
+                break
+            d = d.parent
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only if empty
 
 
 def register_resolvers() -> None:
@@ -95,13 +196,23 @@ def resume_config(run_dir: Path, composed: DictConfig, task_overrides) -> DictCo
     return saved
 
 
+def _resume_key(resume, task_overrides) -> tuple:
+    return str(resume), tuple(str(o) for o in task_overrides)
+
+
 def prepare_resume(cfg: DictConfig, task_overrides=(), multirun: bool = False) -> tuple[Path, DictConfig, Checkpoint]:
     """For `sac-train resume=<run dir> [overrides]`: the run directory, its validated config and its last.pt.
 
-    `cfg` is the config composed for this invocation, `task_overrides` its command-line overrides.
+    `cfg` is the config composed for this invocation, `task_overrides` its command-line overrides. A single run's
+    resume was prepared already, before Hydra wrote anything (RunDirCallback): that one is returned.
     """
     if multirun:
         raise ConfigError("resume cannot be combined with --multirun; resume each job directory on its own")
+    prepared = _PREPARED.pop(_resume_key(cfg.resume, task_overrides), None)
+    return prepared if prepared is not None else _prepare_resume(cfg, task_overrides)
+
+
+def _prepare_resume(cfg: DictConfig, task_overrides) -> tuple[Path, DictConfig, Checkpoint]:
     try:
         run_dir = check_run_dir(cfg.resume)
     except ConfigError as e:

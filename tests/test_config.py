@@ -140,6 +140,13 @@ BAD = [
     (["env=CartPole-v1"], "env.id='CartPole-v1' has a Discrete action space"),
     (["env=CarRacing-v3"], "env.id='CarRacing-v3' has image observations (Box(96, 96, 3) of uint8)"),
     (["env=generic", "env.id=no_such_module:Foo-v0"], "importing no_such_module failed (ModuleNotFoundError"),
+    (["env=Pendulum-v1", "env.kwargs.gg=5.0"], "unexpected keyword argument 'gg'"),
+    (["seed=abc"], "seed='abc' is not an integer"),
+    (["algorithm.total_steps=500"], "algorithm.total_steps=500 leaves no gradient step after the"),
+    (
+        ["algorithm.total_steps=1000", "algorithm.learning_starts=1000", "algorithm.n_envs=4"],
+        "algorithm.total_steps=1000 leaves no gradient step",
+    ),
 ]
 
 
@@ -292,9 +299,9 @@ def test_bad_optimizer_target_fails_before_anything_is_built(make_cfg, capfd):
     assert capfd.readouterr().err == ""  # hydra.utils.get_class's own error log is kept quiet
 
 
-def test_compile_is_a_boolean_that_a_resume_may_change(make_cfg):
+def test_compile_is_auto_or_a_boolean_that_a_resume_may_change(make_cfg):
     assert make_cfg("compile=true").compile is True
-    with pytest.raises(ConfigError, match=r"compile='fast' is not one of False, True"):
+    with pytest.raises(ConfigError, match=r"compile='fast' is not one of auto, False, True"):
         make_cfg("compile=fast")
     from sac_runner.keys import RESUME_OVERRIDABLE
 

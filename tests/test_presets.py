@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sac_runner import config, envs, presets
+from sac_runner import config, envs, overrides, presets
 from sac_runner.config import compose
 from sac_runner.report import cli as report
 from tests.helpers import TINY, run_cli, sac_train
@@ -102,7 +102,7 @@ def test_any_registered_id_without_a_preset_gets_the_defaults():
     ],
 )
 def test_unknown_env_names_are_caught_before_hydra_runs(argv, message):
-    found = presets.check_env_overrides(argv)
+    found = overrides.check_env_overrides(argv)
     if message is None:
         assert found is None
     else:
@@ -149,6 +149,8 @@ def test_help_names_the_app_gives_examples_and_lists_every_preset(tmp_path):
     for suite in ("MuJoCo (pip install 'sac_runner[mujoco]'):", "Box2D (pip install 'sac_runner[box2d]'):"):
         assert suite in text
     assert "architecture: default, large, medium, small" in text
+    assert "  logger (a list, e.g. logger=[tensorboard,wandb]): mlflow, tensorboard, wandb" in text
+    assert re.search(r"^  hydra/launcher \(where the jobs of -m run\): parallel, .*slurm$", text, re.M)
     assert list(tmp_path.iterdir()) == []
 
 
