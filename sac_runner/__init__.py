@@ -7,7 +7,15 @@ sac_runner` (and sac-report, which imports no torch) stays light.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING, Any
+
+# OpenMP threads that wait for work sleep instead of spinning: spinning threads of one run take the cores that
+# other processes need, and threads=auto's runs were up to 80x slower under load (sac_runner/threads.py). libgomp
+# reads this when torch loads it, so only before torch is imported; a value the user set is kept
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 __all__ = ["Policy", "__version__", "load_policy"]
