@@ -13,6 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 from sac_runner import objectives
 from sac_runner.report import cli as report
 from sac_runner.report import data as report_data
+from sac_runner.report import groups as report_groups
 from sac_runner.report import stats as report_stats
 from sac_runner.rundir import EVAL_FIELDS
 from tests.helpers import make_run, read_csv
@@ -65,7 +66,7 @@ def test_each_bootstrap_interval_is_computed_once(sweep, monkeypatch):
 
     monkeypatch.setattr(report_stats, "bootstrap_ci", counting)
     runs = [report_data.load_run(sweep / str(i)) for i in range(3)]
-    (group,) = report_data.make_groups(runs)
+    (group,) = report_groups.make_groups(runs)
     row = report_stats.group_stats(group, -300.0, 0.9, 500, 1)
     assert calls == [[r.final for r in runs], [r.best for r in runs]]
     assert (row["final_ci_low"], row["final_ci_high"]) == real(calls[0], 0.9, 500, 1)
@@ -238,7 +239,7 @@ def test_runs_of_two_environments_with_the_same_overrides_are_not_mixed(tmp_path
     """Run directories of separate single-env sweeps carry no env= override: the config's env.id tells them apart."""
     a = make_run(tmp_path / "a" / "0", ["algorithm.tau=0.01"], 0, [1.0, 2.0], env_id="Pendulum-v1")
     b = make_run(tmp_path / "b" / "0", ["algorithm.tau=0.01"], 0, [3.0, 4.0], env_id="Reacher-v5")
-    groups = report_data.make_groups([report_data.load_run(a), report_data.load_run(b)])
+    groups = report_groups.make_groups([report_data.load_run(a), report_data.load_run(b)])
     assert [(g.env_id, g.label, g.detail) for g in groups] == [
         ("Pendulum-v1", "Pendulum-v1", ""),
         ("Reacher-v5", "Reacher-v5", ""),
@@ -286,7 +287,7 @@ def test_labels_prefer_the_keys_the_command_lines_named(tmp_path):
     for i, width in enumerate((32, 64)):
         ov = ["hparams_search=optuna", f"search.actor_width={width}"]
         runs.append(make_run(tmp_path / "w" / str(i), ov, 0, [1.0, 2.0], config=composed(*ov)))
-    groups = report_data.make_groups([report_data.load_run(r) for r in runs])
+    groups = report_groups.make_groups([report_data.load_run(r) for r in runs])
     assert [g.label for g in groups] == ["search.actor_width=32", "search.actor_width=64"]
     assert groups[0].settings == {"search.actor_width": 32}
 
@@ -294,7 +295,7 @@ def test_labels_prefer_the_keys_the_command_lines_named(tmp_path):
     for i, arch in enumerate(("small", "medium")):
         ov = [f"architecture={arch}"]
         runs.append(make_run(tmp_path / "a" / str(i), ov, 0, [1.0, 2.0], config=composed(*ov)))
-    groups = report_data.make_groups([report_data.load_run(r) for r in runs])
+    groups = report_groups.make_groups([report_data.load_run(r) for r in runs])
     assert [g.label for g in groups] == [
         "architecture.actor_hidden_sizes=[64,64] architecture.critic_hidden_sizes=[64,64]",
         "architecture.actor_hidden_sizes=[400,300] architecture.critic_hidden_sizes=[400,300]",

@@ -16,16 +16,8 @@ from pathlib import Path
 
 from sac_runner.errors import print_error
 from sac_runner.report import render
-from sac_runner.report.data import (
-    common_overrides,
-    find_runs,
-    load_run,
-    make_groups,
-    report_title,
-    skip_incomplete,
-    trial_table,
-    unstarted_runs,
-)
+from sac_runner.report.data import find_runs, load_run, report_title, skip_incomplete, unstarted_runs
+from sac_runner.report.groups import common_overrides, make_groups, trial_table
 from sac_runner.report.stats import group_stats, sort_groups
 
 

@@ -8,7 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sac_runner.report.data import Group, Run, env_ids
+from sac_runner.report.data import Run
+from sac_runner.report.groups import Group, env_ids
 from sac_runner.report.stats import group_curve
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from sac_runner.objectives import iqm
-from sac_runner.report.data import Group, show
+from sac_runner.report.groups import Group, show
 
 
 def bootstrap_ci(x, confidence: float = 0.95, n_resamples: int = 10000, seed: int = 0) -> tuple[float, float]:
