@@ -3,7 +3,7 @@
 
     python scripts/learning_table.py                                   # the default tasks, seeds 0 1 2
     python scripts/learning_table.py --envs Hopper-v5 Walker2d-v5 --jobs 2 --budget 300000
-    python scripts/learning_table.py --all --readme README.md           # every preset; fill the README table
+    python scripts/learning_table.py --all --readme README.md           # every preset; store them; fill the table
     python scripts/learning_table.py --report-only outputs/learning_table/2026-12-01_10-00-00 --readme README.md
     python scripts/learning_table.py --envs Pendulum-v1 --seeds 0 --budget 600 --figures /tmp/lt -- experiment=smoke
     python scripts/learning_table.py --envs CartPoleContinuous-v1 --seeds 0 1 2 3 4 --budget 30000 \
@@ -17,9 +17,10 @@ step budget unless --budget is given; --jobs N runs N jobs at a time with hydra/
     learning.md    the table: budget, final and best evaluation return over the seeds, wall time, steps/s
     learning.png   sac-report's plot: evaluation return against env steps, one panel per task
 
-With --readme it also rewrites the presets table of that file (between the `presets-table` markers), with
-the measured return and wall time for every preset the sweep covered. Arguments after `--` are passed to
-sac-train as extra overrides. Exit status: sac-train's if the sweep failed to start, else sac-report's.
+With --store (or --readme) the sweep's runs go into the results store (outputs/results/, scripts/results.py);
+with --readme the presets table of that file (between the `presets-table` markers) is then generated from the
+store, which is the one way from runs to that table. Arguments after `--` are passed to sac-train as extra
+overrides. Exit status: sac-train's if the sweep failed to start, else sac-report's.
 
 A learning check: with --threshold R, sac-report counts per task the seeds whose evaluation return reached R
 within the budget; with --min-pass N the exit status is 1 unless every task has at least N such seeds (no
@@ -33,7 +34,6 @@ import csv
 import datetime
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +42,9 @@ from pathlib import Path
 import yaml
 
 from sac_runner import presets
-from sac_runner.config import compose
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402 - scripts/results.py: the store, and the presets table generated from it
 
 ROOT = Path(__file__).resolve().parents[1]
 # cheap to expensive, all three suites; a million-step MuJoCo run takes hours on a CPU core
@@ -54,8 +56,6 @@ DEFAULT_ENVS = [
     "LunarLanderContinuous-v3",
     "Hopper-v5",
 ]
-START, END = "<!-- presets-table:start -->", "<!-- presets-table:end -->"
-TODO = "TODO (learning table)"
 
 
 def sac_train_command() -> list[str]:
@@ -161,32 +161,6 @@ def learning_markdown(measured: dict[str, dict], command: list[str], sweep_dir: 
     return "\n".join(lines)
 
 
-def presets_table(measured: dict[str, dict] | None = None) -> str:
-    """The README's table of env presets: task, budget, networks from each composed preset; the measured
-    return and wall time from a learning-table sweep where it covered the preset, TODO elsewhere."""
-    measured = measured or {}
-    lines = [
-        "| preset | suite | task | budget (env steps) | networks | final return, mean over seeds | wall time per run |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    titles = {**{k: v[0] for k, v in presets.SUITES.items()}, "other": "other"}
-    for name in sorted(presets.preset_names(), key=lambda n: (list(titles).index(presets.suite(n)), n)):
-        cfg = compose(f"env={name}")
-        budget = presets.format_steps(cfg.algorithm.total_steps)
-        sizes = "-".join(map(str, cfg.architecture.critic_hidden_sizes))
-        row = measured.get(name)
-        if row is not None and row.get("budget") == cfg.algorithm.total_steps:
-            result = f"{return_cell(row)} ({row['runs']} seeds)"
-            wall = fmt_time(_num(row, "wall_time_s"))
-        else:
-            result = wall = TODO
-        lines.append(
-            f"| `{name}` | {titles[presets.suite(name)]} | {presets.preset_description(name)} | {budget} | "
-            f"{sizes} | {result} | {wall} |"
-        )
-    return "\n".join(lines)
-
-
 def check_threshold(report_csv: Path, threshold: float, min_pass: int) -> bool:
     """Print, per task, how many seeds reached `threshold` (sac-report's "reached" column); whether every task
     has at least `min_pass` of them."""
@@ -200,13 +174,16 @@ def check_threshold(report_csv: Path, threshold: float, min_pass: int) -> bool:
     return ok
 
 
-def update_readme(readme: Path, measured: dict[str, dict]) -> None:
-    text = readme.read_text()
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"learning_table.py: error: {readme} has no {START} ... {END} block")
-    table = presets_table(measured)
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{table}\n{END}", text))
+def store_and_fill(sweep_dir: Path, store_dir: Path, readme: Path | None) -> None:
+    """Add the sweep's runs to the results store; with `readme`, fill its presets table from the store."""
+    store = results.Store(store_dir)
+    try:
+        results.add_runs(store, [sweep_dir])
+        if readme is not None:
+            results.fill_readme(readme, results.readme_block(store))
+            print(f"learning_table.py: filled the presets table of {readme} from {store.runs_csv}")
+    except results.UserError as e:
+        raise SystemExit(f"learning_table.py: error: {e}") from None
 
 
 def main() -> int:
@@ -222,16 +199,19 @@ def main() -> int:
     ap.add_argument("--figures", type=Path, default=None, help="where the table and plot go (outputs/figures/)")
     ap.add_argument("--threshold", type=float, default=None, help="count the seeds whose return reached this")
     ap.add_argument("--min-pass", type=int, default=None, help="with --threshold: seeds per task that must reach it")
-    ap.add_argument("--readme", type=Path, default=None, help="also fill the presets table of this README")
-    ap.add_argument("--print-presets-table", action="store_true", help="print the README's presets table and exit")
+    ap.add_argument("--store", type=Path, default=None, help="add the sweep's runs to this results store")
+    ap.add_argument("--readme", type=Path, default=None, help="store the runs, then fill this README's presets table")
+    ap.add_argument("--print-presets-table", action="store_true", help="print the store's presets table and exit")
     ap.add_argument("overrides", nargs="*", help="extra sac-train overrides, after --")
     args = ap.parse_args()
     if args.min_pass is not None and args.threshold is None:
         ap.error("--min-pass needs --threshold")
     if args.figures is None and args.min_pass is None:
         args.figures = ROOT / "outputs" / "figures"
+    if args.readme is not None and args.store is None:
+        args.store = results.STORE
     if args.print_presets_table:
-        print(presets_table())
+        print(results.presets_table(results.Store(args.store or results.STORE)))
         return 0
     if args.all:
         args.envs = list(presets.preset_names())
@@ -265,9 +245,8 @@ def main() -> int:
         (args.figures / "learning.md").write_text(learning_markdown(measured, command, sweep_dir))
         shutil.copyfile(report_dir / "report.png", args.figures / "learning.png")
         print(f"learning_table.py: wrote {args.figures / 'learning.md'} and {args.figures / 'learning.png'}")
-    if args.readme is not None:
-        update_readme(args.readme, measured)
-        print(f"learning_table.py: filled the presets table of {args.readme}")
+    if args.store is not None:
+        store_and_fill(sweep_dir, args.store, args.readme)
     if args.min_pass is not None and not check_threshold(report_dir / "report.csv", args.threshold, args.min_pass):
         return 1
     return 0
