@@ -21,7 +21,7 @@ from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sac_runner import presets
 from sac_runner.config import CONFIG_MODULE, hydra_overrides
@@ -150,16 +150,19 @@ def check_overrides(argv: list[str]) -> str | None:
     parsed = _parse(line.overrides)
     if not parsed:
         return None
-    problem = _env_problem(parsed) or _env_id_problem(parsed)
-    if problem:
-        return problem
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
-        groups = {o.key_or_group: loader.get_group_options(o.key_or_group) for o in parsed}
-        groups = {g: options for g, options in groups.items() if options}
-        problem = _group_problem(parsed, groups, loader)
-        if problem is None:
-            problem = _key_problem(parsed, groups)
+    try:
+        problem = _env_problem(parsed) or _env_id_problem(parsed)
+        if problem:
+            return problem
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            groups = {o.key_or_group: loader.get_group_options(o.key_or_group) for o in parsed}
+            groups = {g: options for g, options in groups.items() if options}
+            problem = _group_problem(parsed, groups, loader)
+            if problem is None:
+                problem = _key_problem(parsed, groups)
+    except Exception:  # noqa: BLE001 - a case this check did not foresee: Hydra reports it, as before
+        return None
     return problem
 
 
@@ -244,8 +247,8 @@ def _first_value(o: Override) -> str | None:
     return f"{o.get_key_element()}={values[0]}"
 
 
-def has_key(cfg: DictConfig, key: str) -> bool:
-    """Whether a dotted key names a node of cfg (a list element by its index)."""
+def _node(cfg: DictConfig, key: str):
+    """The node a dotted key names in cfg (a list element by its index), unresolved; None when there is none."""
     node = cfg
     for part in key.split("."):
         if isinstance(node, DictConfig) and part in list(node.keys()):  # `part in node` misses a ??? value
@@ -253,8 +256,13 @@ def has_key(cfg: DictConfig, key: str) -> bool:
         elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
             node = node._get_node(int(part))  # type: ignore[assignment]
         else:
-            return False
-    return True
+            return None
+    return node
+
+
+def has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether a dotted key names a node of cfg (a list element by its index)."""
+    return _node(cfg, key) is not None
 
 
 def config_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -273,24 +281,58 @@ def closest_keys(key: str, cfg: DictConfig) -> list[str]:
     """The valid keys a mistyped one most likely meant: keys it is the end of (total_steps ->
     algorithm.total_steps), else the closest spelling, else the closest last part."""
     candidates = [k for k in config_keys(cfg) if (k.split(".")[0] == "hydra") == (key.split(".")[0] == "hydra")]
+    candidates = [k for k in candidates if not key.startswith(f"{k}.")]  # not the key's own sections
     ends = [k for k in candidates if k.endswith(f".{key}")]
     if ends:
         return sorted(ends, key=lambda k: (k.count("."), k))[:3]
-    found = difflib.get_close_matches(key, candidates, n=1, cutoff=0.75)
-    if found:
-        return found
     last = key.rsplit(".", 1)[-1]
+
+    def same_end(k: str) -> bool:  # a shared long prefix alone (algorithm.foo, algorithm.tau) is no match
+        return difflib.SequenceMatcher(None, last, k.rsplit(".", 1)[-1]).ratio() >= 0.6
+
+    found = [k for k in difflib.get_close_matches(key, candidates, n=3, cutoff=0.75) if same_end(k)]
+    if found:
+        return found[:1]
     by_last: dict[str, list[str]] = {}
     for k in candidates:
         by_last.setdefault(k.rsplit(".", 1)[-1], []).append(k)
     for name in difflib.get_close_matches(last, list(by_last), n=1, cutoff=0.75):
         return difflib.get_close_matches(key, by_last[name], n=3, cutoff=0.0)
-    return difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    return [k for k in difflib.get_close_matches(key, candidates, n=3, cutoff=0.6) if same_end(k)][:1]
+
+
+# the keys under hydra.<section> come from the option of hydra/<section> in use
+PLUGIN_SECTIONS = {"launcher": "-m hydra/launcher=parallel", "sweeper": "-m hparams_search=optuna"}
 
 
 def unknown_key_message(key: str, cfg: DictConfig) -> str:
+    """One line for a key the config does not have: the closest valid key; else, under hydra.launcher or
+    hydra.sweeper, the option that has it; else a mistyped section with the key's last part; else how to add it."""
+    parts = key.split(".")
+    plugin = parts[1] if len(parts) > 2 and parts[0] == "hydra" and parts[1] in PLUGIN_SECTIONS else None
     matches = closest_keys(key, cfg)
+    if plugin:
+        matches = [m for m in matches if m.startswith(f"hydra.{plugin}.")]
     if matches:
         said = matches[0] if len(matches) == 1 else f"{', '.join(matches[:-1])} or {matches[-1]}"
         return f"{key} is not a key of the config; did you mean {said}?"
+    if plugin:
+        group = f"hydra/{plugin}"
+        in_use = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}", default=None)
+        return (
+            f"{key} is not a key of {group}={in_use}, the one in use; choose the one that has it first, e.g. "
+            f"sac-train {PLUGIN_SECTIONS[plugin]} {key}=..."
+        )
+    parent = ".".join(parts[:-1])
+    if parent and not has_key(cfg, parent):  # a mistyped section: env.kwarg.g
+        sections = [k for k in config_keys(cfg) if isinstance(_node(cfg, k), DictConfig)]
+        for section in difflib.get_close_matches(parent, sections, n=1, cutoff=0.75):
+            meant = f"{section}.{parts[-1]}"
+            if has_key(cfg, meant) or section == "env.kwargs":  # env.kwargs takes any name
+                return f"{key} is not a key of the config; did you mean {meant}?"
+    if parent:
+        return (
+            f"{key} is not a key of the config ({parent} has no {parts[-1]}); +{key}=<value> adds it, "
+            f"sac-train --cfg job prints the config's keys"
+        )
     return f"{key} is not a key of the config; sac-train --cfg job prints the config's keys"

@@ -31,7 +31,11 @@ def check(*argv: str) -> str | None:
             ["-m", "seed=0,1", "algorithm.tua=0.1,0.2"],
             "algorithm.tua is not a key of the config; did you mean algorithm.tau?",
         ),
-        (["critic_optimizer.weight_decay=0.1"], "critic_optimizer.weight_decay is not a key of the config"),
+        (["critic_optimizer.weight_decay=0.1"], "(critic_optimizer has no weight_decay); +critic_optimizer.weight_"),
+        (["env.kwarg.g=5.0"], "env.kwarg.g is not a key of the config; did you mean env.kwargs.g?"),
+        (["hydra.launcher.n_jobs=2"], "is not a key of hydra/launcher=basic, the one in use; choose the one that"),
+        (["-m", "hparams_search=optuna", "hydra.sweeper.n_trial=2"], "did you mean hydra.sweeper.n_trials?"),
+        (["algorithm.foo=1"], "(algorithm has no foo); +algorithm.foo=<value> adds it"),  # no far-fetched match
         (
             ["architecture=tiny"],
             "architecture=tiny is not an option of architecture (options: default, large, medium, small); "
