@@ -1,29 +1,35 @@
 #!/usr/bin/env python
-"""Speed benchmark: sac_runner against Stable-Baselines3's SAC, in the same run, with the same hyperparameters.
+"""Speed benchmark: sac_runner against Stable-Baselines3's SAC and SBX's (SB3 in JAX), in the same run, with the
+same hyperparameters.
 
     pip install -e ".[bench]"
     python scripts/benchmark.py                                        # CartPoleContinuous-v1 preset, seeds 0 1 2
     python scripts/benchmark.py --env Pendulum-v1 --target -200
     python scripts/benchmark.py --steps 6000 --target none -- architecture=default algorithm.batch_size=256
-    python scripts/benchmark.py --env HalfCheetah-v5 --target none -- device=cuda   # both sides on a GPU
+    python scripts/benchmark.py --env HalfCheetah-v5 --target none --impl sac_runner sb3 -- device=cuda  # a GPU
 
-Both implementations are configured from the same composed sac_runner config (the env preset plus any
-Hydra overrides after `--`): network sizes, learning rates, batch, buffer, discount, tau, learning_starts,
+The implementations are configured from the same composed sac_runner config (the env preset plus any Hydra
+overrides after `--`): network sizes, learning rates, batch, buffer, discount, tau, learning_starts,
 update-to-data ratio and the initial entropy coefficient with automatic tuning towards -|A|. Each
-(implementation, seed) runs alone in a fresh process with one torch thread, one after the other (the
-implementations alternate first per seed, so a change in machine load hits both alike).
+(implementation, seed) runs alone in a fresh process pinned to one core (--core, by default the last one this
+process may use; the pin is set before torch or JAX start a thread) with one torch, BLAS and XLA thread, one after
+the other (the implementations' order turns round from seed to seed, so a change in machine load hits all alike).
 
 Both are evaluated the same way: every `algorithm.eval_interval` env steps, `algorithm.nb_evals`
 deterministic episodes played by sac_runner's own evaluate() (one sub-environment per episode). Reported,
 per implementation (median over seeds, and per seed with --per-seed):
 - train steps/s: env steps per second of training alone (collection and gradient steps; the time spent
   in evaluations, and for sac_runner in its checkpoint writes after each evaluation, is left out);
+- learning-phase steps/s: the same from learning_starts on; and "steady": from the point where an
+  implementation's compiled update runs (sac_runner's compiled update after it took over, compile=auto/true;
+  SBX after its first, JIT-compiling, gradient step; SB3 compiles nothing), so the compile is left out;
 - steps / wall s to target: the first evaluation whose mean return reached --target, in env steps and in
   seconds since training started (evaluation and checkpoint time included, as a user waits for it);
 - final and best evaluation return.
 
 sac_runner's numbers are those of the product as shipped: its Trainer writes TensorBoard events and
-best.pt / last.pt (with the replay buffer) as in `sac-train`; only the video is off.
+best.pt / last.pt (with the replay buffer) as in `sac-train`; only the video is off. Its compiled update builds in
+the background on the same core (torch's inductor cache, TORCHINDUCTOR_CACHE_DIR, makes later runs' builds short).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +45,11 @@ import tempfile
 import time
 from pathlib import Path
 
-IMPLEMENTATIONS = ("sac_runner", "sb3")
+IMPLEMENTATIONS = ("sac_runner", "sb3", "sbx")
+# sac_runner with compile=false: its eager update, beside the compiled one (compile=true after --)
+EAGER = "sac_runner_eager"
+# SBX's child: XLA on the CPU with one thread (set before JAX is imported)
+SBX_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu"}
 
 
 # ------------------------------------------------------------------------------------------ child process
@@ -60,10 +71,14 @@ def run_sac_runner(cfg, out_dir: Path) -> dict:
         def __init__(self):
             self.eval_s, self.curve, self.t_start = 0.0, [], time.perf_counter()
             self.t_learn, self.eval_s_learn = None, 0.0  # when the learning phase began; evaluations since
+            self.steady = None  # (time, env step, evaluation seconds then) when the compiled update took over
 
         def on_step(self, trainer):
             if self.t_learn is None and trainer.progress.env_steps >= learning_starts:
                 self.t_learn, self.eval_s_learn = time.perf_counter(), 0.0
+            step = trainer.compiled_step
+            if self.steady is None and step is not None and step.active:
+                self.steady = (time.perf_counter(), trainer.progress.env_steps, self.eval_s_learn)
 
         def on_evaluation(self, trainer, evaluation):
             self.eval_s += evaluation.seconds
@@ -79,12 +94,24 @@ def run_sac_runner(cfg, out_dir: Path) -> dict:
         end = time.perf_counter()
     finally:
         trainer.close()
+    steady = {}
+    if timing.steady is not None:  # from the first compiled step on
+        t, step, eval_s = timing.steady
+        steady = {
+            "steady_s": end - t - (timing.eval_s_learn - eval_s),
+            "steady_steps": int(cfg.algorithm.total_steps) - step,
+        }
+    elif trainer.compiled_step is None and timing.t_learn is not None:  # eager: nothing to compile
+        steady = {"steady_s": end - timing.t_learn - timing.eval_s_learn, "steady_steps": None}
     return {
         "wall_s": end - timing.t_start,
         "eval_s": timing.eval_s,
         "learn_s": None if timing.t_learn is None else end - timing.t_learn - timing.eval_s_learn,
         "curve": timing.curve,
         "updates": trainer.progress.updates,
+        "update": trainer.compiled_step.report()["update"] if trainer.compiled_step else "eager",
+        "compile_s": trainer.compiled_step.compiled.compile_s if trainer.compiled_step else None,
+        **steady,
     }
 
 
@@ -98,20 +125,7 @@ def run_sb3(cfg) -> dict:
     from sac_runner.training.evaluation import evaluate
 
     algo, arch = cfg.algorithm, cfg.architecture
-    if algo.n_envs != 1:
-        raise SystemExit("the SB3 side of the benchmark runs one training environment; use algorithm.n_envs=1")
-    utd = float(algo.utd_ratio)
-    # SB3 expresses the update-to-data ratio as gradient_steps every train_freq env steps
-    train_freq, gradient_steps = (1, int(utd)) if utd >= 1 else (int(round(1 / utd)), 1)
-    if abs(gradient_steps / train_freq - utd) > 1e-9:
-        raise SystemExit(f"algorithm.utd_ratio={utd} has no SB3 equivalent; use an integer or 1/integer")
-    if len({cfg.actor_optimizer.lr, cfg.critic_optimizer.lr, cfg.entropy_coef_optimizer.lr}) != 1:
-        raise SystemExit("SB3 uses one learning rate for actor, critics and entropy; give all three the same lr")
-    for name in ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer"):
-        if cfg[name]._target_ != "torch.optim.Adam":
-            raise SystemExit("the SB3 side uses Adam; benchmark with the adam optimizer preset")
-    if algo.max_grad_norm is not None:
-        raise SystemExit("SB3's SAC has no gradient clipping; benchmark with algorithm.max_grad_norm=null")
+    train_freq, gradient_steps = sb3_schedule(cfg, "SB3")
     ent_coef = f"auto_{algo.init_entropy_coef}" if algo.entropy_mode == "auto" else float(algo.init_entropy_coef)
     env = make_env(cfg.env)
     model = SAC(
@@ -169,27 +183,147 @@ def run_sb3(cfg) -> dict:
     model.learn(total_timesteps=int(algo.total_steps), callback=callback)
     end = time.perf_counter()
     eval_envs.close()
+    learn_s = None if callback.t_learn is None else end - callback.t_learn - callback.eval_s_learn
+    return {
+        "wall_s": end - start,
+        "eval_s": callback.eval_s,
+        "learn_s": learn_s,
+        "curve": callback.curve,
+        "updates": int(model._n_updates),
+        "steady_s": learn_s,  # nothing compiled
+        "steady_steps": None,
+    }
+
+
+def run_sbx(cfg) -> dict:
+    """SBX's SAC (sbx-rl, JAX on the CPU) with the config's hyperparameters, evaluated by sac_runner's evaluate()."""
+    import numpy as np
+    import torch
+    from flax import linen
+    from sbx import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from sac_runner.envs import make_env, make_vector_env  # also registers CartPoleContinuous-v1
+    from sac_runner.training.evaluation import evaluate
+
+    algo, arch = cfg.algorithm, cfg.architecture
+    train_freq, gradient_steps = sb3_schedule(cfg, "SBX")
+    activations = {"relu": linen.relu, "tanh": linen.tanh, "elu": linen.elu, "gelu": linen.gelu, "silu": linen.silu}
+    ent_coef = f"auto_{algo.init_entropy_coef}" if algo.entropy_mode == "auto" else float(algo.init_entropy_coef)
+    model = SAC(
+        "MlpPolicy",
+        make_env(cfg.env),
+        learning_rate=float(cfg.actor_optimizer.lr),
+        buffer_size=int(algo.buffer_size),
+        learning_starts=int(algo.learning_starts),
+        batch_size=int(algo.batch_size),
+        tau=float(algo.tau),
+        gamma=float(algo.discount),
+        train_freq=train_freq,
+        gradient_steps=gradient_steps,
+        ent_coef=ent_coef,
+        target_entropy="auto" if algo.target_entropy is None else float(algo.target_entropy),
+        policy_kwargs={
+            "net_arch": {"pi": list(arch.actor_hidden_sizes), "qf": list(arch.critic_hidden_sizes)},
+            "n_critics": int(arch.n_critics),
+            "activation_fn": activations[arch.activation],
+        },
+        seed=int(cfg.seed),
+        verbose=0,
+    )
+    eval_envs = make_vector_env(cfg.env, int(algo.nb_evals))
+    rng = np.random.default_rng(int(cfg.seed))
+
+    class Actor:  # what evaluate() calls: act(obs, deterministic) -> actions in [-1, 1], as a tensor
+        def act(self, obs, deterministic):
+            action, _ = model.predict(obs.numpy(), deterministic=deterministic)
+            return torch.as_tensor(model.policy.scale_action(action))
+
+    class Evaluations(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.next_eval, self.eval_s, self.curve = int(algo.eval_interval), 0.0, []
+            self.t_learn, self.eval_s_learn = None, 0.0
+            self.steady = None  # (time, env step, evaluation seconds then) after the first (compiling) update
+
+        def _on_step(self) -> bool:
+            step = self.num_timesteps
+            if self.t_learn is None and step >= int(algo.learning_starts):
+                self.t_learn, self.eval_s_learn = time.perf_counter(), 0.0
+            if self.steady is None and model._n_updates > 0:
+                self.steady = (time.perf_counter(), step, self.eval_s_learn)
+            if step >= self.next_eval or step >= int(algo.total_steps):
+                while self.next_eval <= step:
+                    self.next_eval += int(algo.eval_interval)
+                t0 = time.perf_counter()
+                seeds = rng.integers(0, 2**31 - 1, size=int(algo.nb_evals))
+                mean = float(evaluate(Actor(), eval_envs, seeds, "cpu").mean())
+                self.eval_s += time.perf_counter() - t0
+                self.eval_s_learn += time.perf_counter() - t0
+                self.curve.append([step, time.perf_counter() - start, mean])
+            return True
+
+    callback = Evaluations()
+    start = time.perf_counter()
+    model.learn(total_timesteps=int(algo.total_steps), callback=callback)
+    end = time.perf_counter()
+    eval_envs.close()
+    steady = {}
+    if callback.steady is not None:
+        t, step, eval_s = callback.steady
+        steady = {
+            "steady_s": end - t - (callback.eval_s_learn - eval_s),
+            "steady_steps": int(algo.total_steps) - step,
+        }
     return {
         "wall_s": end - start,
         "eval_s": callback.eval_s,
         "learn_s": None if callback.t_learn is None else end - callback.t_learn - callback.eval_s_learn,
         "curve": callback.curve,
         "updates": int(model._n_updates),
+        **steady,
     }
 
 
+def sb3_schedule(cfg, who: str) -> tuple[int, int]:
+    """(train_freq, gradient_steps) for SB3 and SBX from the config, after checking they can run it alike."""
+    algo = cfg.algorithm
+    if algo.n_envs != 1:
+        raise SystemExit(f"the {who} side of the benchmark runs one training environment; use algorithm.n_envs=1")
+    utd = float(algo.utd_ratio)
+    # SB3 expresses the update-to-data ratio as gradient_steps every train_freq env steps
+    train_freq, gradient_steps = (1, int(utd)) if utd >= 1 else (int(round(1 / utd)), 1)
+    if abs(gradient_steps / train_freq - utd) > 1e-9:
+        raise SystemExit(f"algorithm.utd_ratio={utd} has no {who} equivalent; use an integer or 1/integer")
+    if len({cfg.actor_optimizer.lr, cfg.critic_optimizer.lr, cfg.entropy_coef_optimizer.lr}) != 1:
+        raise SystemExit(f"{who} uses one learning rate for actor, critics and entropy; give all three the same lr")
+    for name in ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer"):
+        if cfg[name]._target_ != "torch.optim.Adam":
+            raise SystemExit(f"the {who} side uses Adam; benchmark with the adam optimizer preset")
+    if algo.max_grad_norm is not None:
+        raise SystemExit(f"{who}'s SAC has no gradient clipping; benchmark with algorithm.max_grad_norm=null")
+    return train_freq, gradient_steps
+
+
 def child(args) -> None:
+    # one core, before torch, BLAS or XLA start a thread pool (they size it by the cores this process may use)
+    if args.core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.core})
+    if args.impl == "sbx":
+        os.environ.update(SBX_ENV)
     import torch
 
     torch.set_num_threads(1)
-    cfg = run_config(args.env, args.seed, args.overrides)
+    cfg = run_config(args.env, args.seed, [*args.overrides, *(["compile=false"] if args.impl == EAGER else [])])
     if args.steps:
         from omegaconf import open_dict
 
         with open_dict(cfg):
             cfg.algorithm.total_steps = args.steps
-    if args.impl == "sac_runner":
+    if args.impl in ("sac_runner", EAGER):
         result = run_sac_runner(cfg, args.out.parent / f"{args.out.stem}-run")
+    elif args.impl == "sbx":
+        result = run_sbx(cfg)
     else:
         result = run_sb3(cfg)
     result.update(
@@ -200,21 +334,46 @@ def child(args) -> None:
         hidden=list(cfg.architecture.critic_hidden_sizes),
         utd_ratio=float(cfg.algorithm.utd_ratio),
         env_id=str(cfg.env.id),
+        core=args.core,
     )
     args.out.write_text(json.dumps(result))
 
 
 # ------------------------------------------------------------------------------------------ parent
+def cpu_model() -> str:
+    """The CPU's model name (Linux), which every speed figure must come with."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def default_core() -> int | None:
+    """The last core this process may run on (None where affinity cannot be set)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return max(os.sched_getaffinity(0))
+
+
 def summarise(r: dict, target: float | None) -> dict:
     train_s = r["wall_s"] - r["eval_s"]
     hit = None if target is None else next((c for c in r["curve"] if c[2] >= target), None)
     returns = [c[2] for c in r["curve"]]
     learn_steps = r["env_steps"] - r["learning_starts"]
+    steady_steps = r.get("steady_steps") or learn_steps
     return {
         "impl": r["impl"],
         "seed": r["seed"],
         "train_sps": r["env_steps"] / train_s,
         "learn_sps": learn_steps / r["learn_s"] if r.get("learn_s") else None,
+        "steady_sps": steady_steps / r["steady_s"] if r.get("steady_s") else None,
+        "update": r.get("update"),
+        "compile_s": r.get("compile_s"),
         "updates_per_s": r["updates"] / train_s,
         "wall_s": r["wall_s"],
         "eval_s": r["eval_s"],
@@ -241,6 +400,7 @@ def run_one(args, impl: str, seed: int, arch: str | None, out: Path, env: dict) 
     result = out / f"{tag}.json"
     overrides = [*([f"architecture={arch}"] if arch else []), *args.overrides]
     cmd = [sys.executable, __file__, "--child", impl, "--seed", str(seed), "--result", str(result), "--env", args.env]
+    cmd += ["--core", str(args.core)] if args.core is not None else []
     cmd += [*(["--steps", str(args.steps)] if args.steps else []), "--", *overrides]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -250,7 +410,8 @@ def run_one(args, impl: str, seed: int, arch: str | None, out: Path, env: dict) 
     row = summarise(json.loads(result.read_text()), args.target_value)
     row["arch"] = arch or "preset"
     print(
-        f"  {impl:>10} {row['arch']:>7} seed {seed}: {fmt(row['learn_sps'], '6.0f')} learning-phase steps/s, "
+        f"  {impl:>10} {row['arch']:>7} seed {seed}: {fmt(row['learn_sps'], '6.0f')} learning-phase steps/s "
+        f"({fmt(row['steady_sps'], '.0f')} steady{', ' + row['update'] if row.get('update') else ''}), "
         f"{row['train_sps']:6.0f} train steps/s, {row['wall_s']:6.1f} s in all, target at step "
         f"{fmt(row['steps_to_target'], 'd')} ({fmt(row['wall_to_target'], '.1f')} s), final {row['final']:.1f}",
         flush=True,
@@ -260,10 +421,11 @@ def run_one(args, impl: str, seed: int, arch: str | None, out: Path, env: dict) 
 
 def table(rows: list[dict], impls: list[str], target: float | None) -> list[str]:
     head = (
-        "| implementation | networks | runs | learning-phase steps/s | train steps/s | gradient steps/s | wall s (all) "
-        "| reached target | steps to target | wall s to target | final return | best return |"
+        "| implementation | networks | runs | learning-phase steps/s | steady steps/s | train steps/s "
+        "| gradient steps/s | wall s (all) | reached target | steps to target | wall s to target | final return "
+        "| best return |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for arch in dict.fromkeys(r["arch"] for r in rows):
         for impl in impls:
             rs = [r for r in rows if r["impl"] == impl and r["arch"] == arch]
@@ -272,7 +434,9 @@ def table(rows: list[dict], impls: list[str], target: float | None) -> list[str]
             reached = sum(r["steps_to_target"] is not None for r in rs)
             lines.append(
                 f"| {impl} | {'-'.join(map(str, rs[0]['hidden']))} | {len(rs)} "
-                f"| {fmt(median([r['learn_sps'] for r in rs]), '.0f')} | {median([r['train_sps'] for r in rs]):.0f} "
+                f"| {fmt(median([r['learn_sps'] for r in rs]), '.0f')} "
+                f"| {fmt(median([r.get('steady_sps') for r in rs]), '.0f')} "
+                f"| {median([r['train_sps'] for r in rs]):.0f} "
                 f"| {median([r['updates_per_s'] for r in rs]):.0f} | {median([r['wall_s'] for r in rs]):.1f} "
                 f"| {'-' if target is None else f'{reached}/{len(rs)}'} "
                 f"| {fmt(median([r['steps_to_target'] for r in rs]), '.0f')} "
@@ -280,12 +444,16 @@ def table(rows: list[dict], impls: list[str], target: float | None) -> list[str]
                 f"| {median([r['final'] for r in rs]):.1f} | {median([r['best'] for r in rs]):.1f} |"
             )
         ours = [r for r in rows if r["impl"] == "sac_runner" and r["arch"] == arch]
-        ref = [r for r in rows if r["impl"] == "sb3" and r["arch"] == arch]
-        if ours and ref:
-            for key, what in (("learn_sps", "learning-phase"), ("train_sps", "train")):
-                mine, theirs = median([r[key] for r in ours]), median([r[key] for r in ref])
+        for other in (EAGER, "sb3", "sbx"):
+            ref = [r for r in rows if r["impl"] == other and r["arch"] == arch]
+            if not (ours and ref):
+                continue
+            for key, what in (("learn_sps", "learning-phase"), ("steady_sps", "steady"), ("train_sps", "train")):
+                mine, theirs = median([r.get(key) for r in ours]), median([r.get(key) for r in ref])
                 if mine and theirs:
-                    lines.append(f"|  | ratio sac_runner / sb3, {what} steps/s: **{mine / theirs:.2f}x** |" + " |" * 10)
+                    lines.append(
+                        f"|  | ratio sac_runner / {other}, {what} steps/s: **{mine / theirs:.2f}x** |" + " |" * 11
+                    )
     return lines
 
 
@@ -305,9 +473,16 @@ def main() -> int:
         "--impls",
         dest="impls",
         nargs="+",
-        choices=IMPLEMENTATIONS,
+        choices=[*IMPLEMENTATIONS, EAGER],
         default=list(IMPLEMENTATIONS),
-        help="which implementations to run (default: both); one alone reruns that side",
+        help="which implementations to run (default: all three; sbx needs sbx-rl and jax, the bench extra; "
+        f"{EAGER}: sac_runner with compile=false, to set beside sac_runner with compile=true)",
+    )
+    ap.add_argument(
+        "--core",
+        type=int,
+        default=default_core(),
+        help="the CPU core every run is pinned to (default: the last one this process may use)",
     )
     ap.add_argument(
         "--arch",
@@ -323,7 +498,7 @@ def main() -> int:
     )
     ap.add_argument("--per-seed", action="store_true", help="also print one row per run")
     ap.add_argument("--out", type=Path, default=None, help="directory for the per-run JSON and run directories")
-    ap.add_argument("--child", choices=IMPLEMENTATIONS, dest="impl", help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=[*IMPLEMENTATIONS, EAGER], dest="impl", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, dest="result", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for both implementations, after --")
@@ -344,7 +519,7 @@ def main() -> int:
     print(
         f"benchmark: env={args.env} overrides={args.overrides or '-'} seeds={args.seeds} target={target} "
         f"steps={args.steps or 'preset'} networks={args.arch if args.arch != [None] else 'preset'}; "
-        f"one run at a time, 1 torch thread; results in {out}",
+        f"one run at a time, pinned to core {args.core}, 1 thread; {cpu_model()}; results in {out}",
         flush=True,
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -362,22 +537,24 @@ def main() -> int:
     print("\n".join(table(rows, args.impls, target)))
     if args.per_seed:
         print(
-            "\n| implementation | networks | seed | learning-phase steps/s | train steps/s | wall s | steps to target "
-            "| wall s to target | final | best |"
+            "\n| implementation | networks | seed | learning-phase steps/s | steady steps/s | train steps/s | wall s "
+            "| steps to target | wall s to target | final | best |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sorted(rows, key=lambda r: (r["arch"], args.impls.index(r["impl"]), r["seed"])):
             print(
-                f"| {r['impl']} | {r['arch']} | {r['seed']} | {fmt(r['learn_sps'], '.0f')} | {r['train_sps']:.0f} "
+                f"| {r['impl']} | {r['arch']} | {r['seed']} | {fmt(r['learn_sps'], '.0f')} "
+                f"| {fmt(r.get('steady_sps'), '.0f')} | {r['train_sps']:.0f} "
                 f"| {r['wall_s']:.1f} | {fmt(r['steps_to_target'], 'd')} | {fmt(r['wall_to_target'], '.1f')} "
                 f"| {r['final']:.1f} | {r['best']:.1f} |"
             )
     if args.ceiling:
         probe = Path(__file__).with_name("gemm_ceiling.py")
         print(f"\n{probe.name}:", flush=True)
-        subprocess.run([sys.executable, str(probe), "--hidden", "256", "--env", args.env], env=env, check=False)
+        pin = ["taskset", "-c", str(args.core)] if args.core is not None and shutil.which("taskset") else []
+        subprocess.run([*pin, sys.executable, str(probe), "--hidden", "256", "--env", args.env], env=env, check=False)
     (out / "benchmark.json").write_text(
-        json.dumps({"target": target, "overrides": args.overrides, "rows": rows}, indent=1)
+        json.dumps({"target": target, "overrides": args.overrides, "cpu": cpu_model(), "rows": rows}, indent=1)
     )
     return 0 if rows else 1
 

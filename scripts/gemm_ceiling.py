@@ -3,6 +3,7 @@
 
     python scripts/gemm_ceiling.py                         # 256-256 networks, Pendulum-v1's sizes, 1 thread
     python scripts/gemm_ceiling.py --hidden 64 --env CartPoleContinuous-v1 --threads 2
+    python scripts/gemm_ceiling.py --compiled               # also the compiled update (compile=true)
 
 One update (SAC.update on a batch from a filled replay buffer) is run under the torch profiler, which
 records every matrix multiply it makes (mm, addmm, bmm, baddbmm) with its exact shapes: the critic, target
@@ -117,6 +118,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--per-shape", action="store_true", help="also list every multiply with its time")
+    ap.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time the compiled update (sac_runner/agent/compiled.py, inductor; its build is not timed)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -124,6 +130,17 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     agent, buffer, obs_dim, act_dim = build(args.env, args.hidden, args.batch)
     update_s = timed(lambda: agent.update(buffer.sample(args.batch)), min_seconds=1.0)
+    compiled_s = None
+    if args.compiled:  # the same step as one compiled function, on a copy (the eager agent is profiled below)
+        import copy
+
+        from sac_runner.agent.compiled import CompiledUpdate
+
+        twin = copy.deepcopy(agent)
+        step = CompiledUpdate(twin, buffer.storage, buffer.columns, args.batch)
+        build_s = step.compile()
+        idx = torch.zeros(args.batch, dtype=torch.long)
+        compiled_s = timed(lambda: step(buffer.sample_indices(args.batch, out=idx)), min_seconds=1.0)
     calls = gemm_calls(agent, buffer.sample(args.batch))
     cache: dict[tuple, float] = {}
     rows, total_s, total_flop = [], 0.0, 0
@@ -146,6 +163,9 @@ def main() -> int:
     print(f"  ceiling (those multiplies alone): {total_s * 1e3:.2f} ms = {1 / total_s:.0f} updates/s")
     print(f"  sac_runner's update:              {update_s * 1e3:.2f} ms = {1 / update_s:.0f} updates/s")
     print(f"  fraction of the ceiling reached:  {total_s / update_s:.0%}")
+    if compiled_s is not None:
+        print(f"  the compiled update:              {compiled_s * 1e3:.2f} ms = {1 / compiled_s:.0f} updates/s")
+        print(f"  fraction of the ceiling reached:  {total_s / compiled_s:.0%}   (its build took {build_s:.1f} s)")
     peak = max(flop / s for _, _, s, flop in rows)
     print(
         f"  (a stricter bound: every multiply at the best rate any of them reached, {peak / 1e9:.0f} GFLOP/s: "

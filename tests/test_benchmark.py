@@ -1,5 +1,6 @@
 """scripts/benchmark.py runs both implementations under one evaluation protocol (a smoke test, not a timing)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,6 +10,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
 
 def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
+    """sac_runner and SB3 (SBX too where sbx-rl is installed: the bench extra, not the test extra)."""
+    impls = ["sac_runner", "sb3", *(["sbx"] if importlib.util.find_spec("sbx") else [])]
     overrides = [
         "algorithm.learning_starts=100",
         "algorithm.eval_interval=150",
@@ -30,6 +33,8 @@ def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
             "small",
             "--out",
             str(tmp_path),
+            "--impl",
+            *impls,
             "--",
             *overrides,
         ],
@@ -41,8 +46,8 @@ def test_benchmark_compares_sac_runner_and_sb3_on_the_same_schedule(tmp_path):
     assert "| sac_runner | 64-64 | 1 |" in proc.stdout and "| sb3 | 64-64 | 1 |" in proc.stdout
     assert "ratio sac_runner / sb3, learning-phase steps/s" in proc.stdout
     rows = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
-    assert sorted(r["impl"] for r in rows) == ["sac_runner", "sb3"]
-    for impl in ("sac_runner", "sb3"):
+    assert sorted(r["impl"] for r in rows) == sorted(impls)
+    for impl in impls:
         run = json.loads((tmp_path / f"{impl}-small-seed0.json").read_text())
         assert [c[0] for c in run["curve"]] == [150, 300, 400]  # the same evaluation steps for both
         assert run["updates"] == 150  # the preset's utd_ratio 0.5: a gradient step every 2 env steps after warm-up

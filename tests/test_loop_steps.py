@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sac_runner.agent.buffer import ReplayBuffer
+from sac_runner.agent.compiled import CompiledUpdate
 from sac_runner.agent.factory import make_agent
 from sac_runner.agent.networks import NumpyActor, SquashedGaussianActor
 from sac_runner.config import compose, validate
@@ -127,17 +128,14 @@ def test_cuda_graph_is_a_boolean_that_a_resume_may_change(make_cfg):
 # ------------------------------------------------------------------------------------------ on a GPU
 @cuda
 @pytest.mark.parametrize("compiled", [False, True])
-def test_graphed_update_steps_as_the_eager_update(compiled, monkeypatch):
+def test_graphed_update_steps_as_the_eager_update(compiled):
     """Warm-up calls, the capture and many replays: the same parameters as eager updates on the same batches
     and the same noise (the default CUDA generator advances alike), and fresh statistics at every replay."""
-    import torch._inductor.config
-
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # compiled: the eager noise draws
     eager, graphed = agent_on("cuda", "actor_optimizer.lr=1e-2"), agent_on("cuda", "actor_optimizer.lr=1e-2")
-    if compiled:
-        graphed.compile()
     buf_e, buf_g = filled_buffer("cuda"), filled_buffer("cuda")
-    plain, step = UpdateStep(eager, buf_e, 64), GraphedUpdateStep(graphed, buf_g, 64, warmup=2)
+    # compiled: the whole update compiled (agent/compiled.py) in the graph; it draws the noise as SAC.update does
+    inner = CompiledUpdate(graphed, buf_g.storage, buf_g.columns, 64) if compiled else None
+    plain, step = UpdateStep(eager, buf_e, 64), GraphedUpdateStep(graphed, buf_g, 64, warmup=2, compiled=inner)
     torch.cuda.manual_seed(3)
     e_losses = [plain()["loss/critic"].item() for _ in range(12)]
     torch.cuda.manual_seed(3)

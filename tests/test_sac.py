@@ -21,7 +21,7 @@ class ConstActor(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.tensor(1.0))
         self.a, self.logp = a, logp
 
-    def sample(self, obs):
+    def sample(self, obs, noise=None):
         n = obs.shape[0]
         return self.w * torch.full((n, 1), self.a), self.w * torch.full((n,), self.logp)
 
@@ -310,23 +310,3 @@ def test_gradient_clipping_bounds_the_norm():
     finally:
         torch.nn.utils.clip_grad_norm_ = orig
     assert len(seen) == 3 and max(seen) <= 1e-3 * 1.01
-
-
-def test_compiled_losses_update_as_the_eager_ones(monkeypatch):
-    """compile=true (torch.compile of SAC.losses, forward and backward) changes the speed, not the step."""
-    import torch._inductor.config
-
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # the same noise draws as eager
-    eager, compiled = (make_agent(optimizer=torch.optim.Adam, grouped=True, lr=1e-2) for _ in range(2))
-    compiled.compile()
-    for _ in range(3):
-        data = batch()
-        stats = {}
-        for name, agent in (("eager", eager), ("compiled", compiled)):
-            torch.manual_seed(11)
-            stats[name] = agent.update(data)
-        assert stats["eager"].keys() == stats["compiled"].keys()
-        for k in stats["eager"]:
-            torch.testing.assert_close(stats["compiled"][k], stats["eager"][k], rtol=1e-4, atol=1e-5)
-    for (name, pa), pb in zip(eager.named_parameters(), compiled.parameters()):
-        torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5, msg=name)

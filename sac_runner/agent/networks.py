@@ -46,11 +46,13 @@ class SquashedGaussianActor(nn.Module):
         # squash log sigma smoothly into [min, max] (no dead gradient as with clamp)
         return self.mean(h), scale_log_std(torch.tanh(self.log_std(h)), self.log_std_min, self.log_std_max)
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised action and its log-probability (summed over action dims)."""
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action and its log-probability (summed over action dims). `noise`: the standard
+        normal draw eps, (B, act_dim); by default drawn here from torch's default generator."""
         mean, log_std = self(obs)
         std = log_std.exp()
-        noise = torch.randn_like(mean)
+        if noise is None:
+            noise = torch.randn_like(mean)
         u = mean + std * noise
         log_prob = squashed_log_prob(u, noise, log_std)
         return torch.tanh(u), log_prob

@@ -22,11 +22,19 @@ class Batch(NamedTuple):
     terminated: torch.Tensor  # (B,) float, 1.0 where s' is terminal
 
 
-def critic_loss(actor, critic, target_critic, batch: Batch, entropy_coef: torch.Tensor, discount: float):
+def critic_loss(
+    actor,
+    critic,
+    target_critic,
+    batch: Batch,
+    entropy_coef: torch.Tensor,
+    discount: float | torch.Tensor,
+    noise: torch.Tensor | None = None,
+):
     """J_Q = sum_i E[(Q_i(s, a) - y)^2],  y = r + gamma (1 - d) (min_i Qbar_i(s', a') - alpha log pi(a'|s')),
-    with a' ~ pi(.|s') sampled fresh. The target carries no gradient."""
+    with a' ~ pi(.|s') sampled fresh (from `noise` when given). The target carries no gradient."""
     with torch.no_grad():
-        next_act, next_logp = actor.sample(batch.next_obs)
+        next_act, next_logp = actor.sample(batch.next_obs, noise)
         next_q = target_critic(batch.next_obs, next_act).min(dim=0).values
         y = batch.rew + discount * (1.0 - batch.terminated) * (next_q - entropy_coef * next_logp)
     q = critic(batch.obs, batch.act)  # (n_critics, B)
@@ -34,23 +42,28 @@ def critic_loss(actor, critic, target_critic, batch: Batch, entropy_coef: torch.
     return loss, q.detach()
 
 
-def actor_loss(actor, critic, obs: torch.Tensor, entropy_coef: torch.Tensor):
-    """J_pi = E_s[alpha log pi(a|s) - min_i Q_i(s, a)],  a = tanh(mu + sigma * eps) (reparameterised).
-    The critic is evaluated with detached parameters, so this loss puts no gradient on it."""
-    act, logp = actor.sample(obs)
+def actor_loss(actor, critic, obs: torch.Tensor, entropy_coef: torch.Tensor, noise: torch.Tensor | None = None):
+    """J_pi = E_s[alpha log pi(a|s) - min_i Q_i(s, a)],  a = tanh(mu + sigma * eps) (reparameterised, eps from
+    `noise` when given). The critic is evaluated with detached parameters, so this loss puts no gradient on it."""
+    act, logp = actor.sample(obs, noise)
     q = critic(obs, act, detach_params=True).min(dim=0).values
     return (entropy_coef * logp - q).mean(), logp.detach()
 
 
-def entropy_coef_loss(log_entropy_coef: torch.Tensor, logp: torch.Tensor, target_entropy: float):
+def entropy_coef_loss(log_entropy_coef: torch.Tensor, logp: torch.Tensor, target_entropy: float | torch.Tensor):
     """J_alpha = E[-alpha (log pi(a|s) + Hbar)]: alpha grows when the entropy -log pi falls below Hbar."""
     return -(log_entropy_coef.exp() * (logp.detach() + target_entropy)).mean()
 
 
 @torch.no_grad()
-def polyak_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
-    """Qbar <- (1 - tau) Qbar + tau Q, over matching parameter lists."""
-    torch._foreach_lerp_(target, online, tau)
+def polyak_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float | torch.Tensor) -> None:
+    """Qbar <- (1 - tau) Qbar + tau Q, over matching parameter lists. tau is a float, or a 0-d tensor in the
+    compiled update (agent/compiled.py), where one lerp per tensor keeps it on the device and vmappable."""
+    if isinstance(tau, torch.Tensor):
+        for t, o in zip(target, online):
+            t.lerp_(o, tau)
+    else:
+        torch._foreach_lerp_(target, online, tau)
 
 
 def merge_optimizer_states(states: list[dict]) -> dict:
@@ -107,7 +120,6 @@ class SAC(nn.Module):
         # parameter lists looked up once: walking the module tree on every update is measurable on CPU
         self._actor_params, self._critic_params = list(actor.parameters()), list(critic.parameters())
         self._target_params = list(target_critic.parameters())
-        self._losses = self.losses  # replaced by its compiled version by compile()
 
     def state_dict(self) -> dict:  # type: ignore[override]
         """Everything an update changes: networks, target, log alpha and the optimizers' states."""
@@ -161,16 +173,29 @@ class SAC(nn.Module):
         named += [(f"target critic parameter {n}", v) for n, v in self.target_critic.named_parameters()]
         return [*named, ("log_alpha", self.log_entropy_coef)]
 
-    def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def losses(
+        self,
+        batch: Batch,
+        discount: float | torch.Tensor | None = None,
+        target_entropy: float | torch.Tensor | None = None,
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The sum of the three losses on `batch`, all from the current parameters, and the step's statistics.
 
         Each loss puts gradient on its own parameters only (the target carries none, the actor's loss
         reaches the critic through detached parameters, alpha's loss sees log pi detached), so one
         backward pass of the sum gives every network exactly its own loss's gradient.
+
+        discount and target_entropy default to the agent's; the compiled update (agent/compiled.py) passes
+        them as tensors. noise: the actor's two standard normal draws, for s' (the critic's target) and for s
+        (the actor's loss); by default drawn by the actor, in that order.
         """
+        discount = self.discount if discount is None else discount
+        target_entropy = self.target_entropy if target_entropy is None else target_entropy
+        next_noise, noise_now = (None, None) if noise is None else noise
         entropy_coef = self.entropy_coef
-        q_loss, q = critic_loss(self.actor, self.critic, self.target_critic, batch, entropy_coef, self.discount)
-        pi_loss, logp = actor_loss(self.actor, self.critic, batch.obs, entropy_coef)
+        q_loss, q = critic_loss(self.actor, self.critic, self.target_critic, batch, entropy_coef, discount, next_noise)
+        pi_loss, logp = actor_loss(self.actor, self.critic, batch.obs, entropy_coef, noise_now)
         total = q_loss + pi_loss
         stats = {
             "loss/critic": q_loss.detach(),
@@ -182,20 +207,16 @@ class SAC(nn.Module):
             "alpha": entropy_coef,  # the TensorBoard tags keep their names: train/alpha, train/loss/alpha
         }
         if self.learn_entropy_coef:
-            a_loss = entropy_coef_loss(self.log_entropy_coef, logp, self.target_entropy)
+            a_loss = entropy_coef_loss(self.log_entropy_coef, logp, target_entropy)
             total = total + a_loss
             stats["loss/alpha"] = a_loss.detach()
         stats["loss/total"] = total.detach()  # finite exactly when every loss is: the loop checks this one
         return total, stats
 
-    def compile(self, mode: str | None = None) -> None:  # type: ignore[override]
-        """Run `losses` (forward and backward) through torch.compile from now on; mode "reduce-overhead"
-        also captures them as CUDA graphs on a GPU. The optimizer step stays eager (fused kernels)."""
-        self._losses = torch.compile(self.losses, mode=mode)
-
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One gradient step of critic, actor and alpha on `batch` (see `losses`), then the target update."""
-        total, stats = self._losses(batch)
+        """One gradient step of critic, actor and alpha on `batch` (see `losses`), then the target update.
+        agent/compiled.py runs the same step as one compiled function."""
+        total, stats = self.losses(batch)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         total.backward()
