@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from sac_runner.config import compose
 from sac_runner.errors import TrainingError
+from sac_runner.sweeps import population_launcher
 from sac_runner.sweeps.population_launcher import describe_plan, is_member_key, job_ranges, plan_groups, shared_part
 from sac_runner.training import steps
 from sac_runner.training.checkpoint import load_checkpoint
@@ -204,18 +205,21 @@ def test_a_population_sweep_writes_what_lone_jobs_write(tmp_path):
         "hydra.launcher.n_parallel=2",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (
-        "[population] 4 jobs in 2 groups (jobs 0,2; jobs 1,3): they differ in algorithm.batch_size, which a "
-        "population shares; 2 groups at a time, each in a process of its own"
-    ) in proc.stdout
-    for job, (seed, batch) in enumerate([(0, 16), (0, 32), (1, 16), (1, 32)]):
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("[population]")]
+    assert line.startswith("[population] 4 jobs in 2 groups (jobs ") and line.endswith(
+        "): they differ in algorithm.batch_size, which a population shares; 2 groups at a time, each in a process "
+        "of its own"
+    )
+    seen = set()
+    for job in range(4):  # each job's directory as the basic launcher makes it, with its own overrides
         d = sweep / str(job)
-        assert yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) == [
-            f"seed={seed}",
-            f"algorithm.batch_size={batch}",
-        ]
+        overrides = yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())
+        values = dict(o.split("=", 1) for o in overrides)
+        seed, batch = int(values["seed"]), int(values["algorithm.batch_size"])
+        seen.add((seed, batch))
         for f in ("config.yaml", "hydra.yaml"):
             assert (d / ".hydra" / f).is_file()
         cfg = yaml.safe_load((d / "config.yaml").read_text())
@@ -223,6 +227,11 @@ def test_a_population_sweep_writes_what_lone_jobs_write(tmp_path):
         summary = json.loads((d / "summary.json").read_text())
         assert summary["env_steps"] == 300 and summary["objective"] is not None
         assert (d / "checkpoints" / "last.pt").is_file() and list((d / "tensorboard").glob("events.out.tfevents.*"))
+    assert seen == {(0, 16), (0, 32), (1, 16), (1, 32)}
+    for group in line.split("(", 1)[1].split(")", 1)[0].split("; "):  # "jobs 0,2" or "jobs 0-1": one batch size
+        ranges = group.removeprefix("jobs ").replace("-", ",").split(",")
+        batches = {yaml.safe_load((sweep / n / "config.yaml").read_text())["algorithm"]["batch_size"] for n in ranges}
+        assert len(batches) == 1, line
     report = run_cli("sac-report", sweep, "--no-plot", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
 
@@ -377,7 +386,17 @@ def test_an_optuna_search_trains_each_batch_of_trials_as_a_population(tmp_path):
         assert t.intermediate_values  # each member reported its evaluations
 
 
+def test_population_slurm_is_refused_in_one_line_until_it_is_tested_on_a_cluster(tmp_path):
+    proc = run_cli("sac-train", "-m", *POPULATION, "hydra/launcher=population_slurm", "seed=0,1", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("sac-train: error:")]
+    assert line.startswith("sac-train: error: hydra/launcher=population_slurm is not available yet")
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("outputs/multirun/*/*"))  # the sweep directory made for it is removed
+
+
 @pytest.mark.system
+@pytest.mark.skipif(not population_launcher.SLURM_ENABLED, reason="population_slurm is switched off (SLURM_ENABLED)")
 def test_population_slurm_submits_each_group_as_one_slurm_job(slurm_partition, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(

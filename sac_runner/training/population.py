@@ -18,7 +18,10 @@ What the members share, the scheduler keeps apart:
   (training/signals.py), so each one writes its last.pt and stops.
 
 A member joins from its Trainer (join_population, at the end of Trainer.__init__): its update step becomes the
-population's (`Member.update`).
+population's (`Member.update`). Where its lone run would train with the compiled update (config compile), it
+trains as that run would: the eager update until gradient step COMPILE_FROM (training/steps.py, recorded as the
+run's compiled_from), then the population's vmapped step (agent/population.py), built there over every member.
+Elsewhere each member takes its own eager step, one after another.
 """
 
 from __future__ import annotations
