@@ -1,7 +1,7 @@
 """`hydra/launcher=population`: a multirun's jobs train as the members of one process (issue 17; README,
 "Populations"). A Hydra Launcher, registered under the name Hydra instantiates launchers by (register_launcher).
 
-    sac-train -m hydra/launcher=population env=Pendulum-v1 seed=0,1,2,3,4,5,6,7,8,9
+    sac-train -m hydra/launcher=population compile=true env=Pendulum-v1 seed=0,1,2,3,4,5,6,7,8,9
 
 The launcher groups the jobs by what must be shared, since a group trains as one process: the jobs of a group may
 differ only in the keys sac_runner/keys.py marks `member` (the seed, the hyperparameters the update takes per member:
