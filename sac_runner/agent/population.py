@@ -1,4 +1,4 @@
-"""The gradient steps of K SAC agents as one function (issue 17): agent/compiled.py's `sac_step`, vmapped over a
+"""The gradient steps of K SAC agents as one function (issue 17): agent/functional.py's `sac_step`, vmapped over a
 leading member dimension (torch.func.vmap) and compiled as one graph. Not a second copy of the maths, and not K
 calls: member k's step is exactly the lone compiled step on member k's tensors.
 
@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from sac_runner.agent.compiled import AgentBinding, Stats, sac_step, unsupported
+from sac_runner.agent.compiled import AgentBinding, unsupported
+from sac_runner.agent.functional import Stats, sac_step
 from sac_runner.agent.sac import SAC
 
 
