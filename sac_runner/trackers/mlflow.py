@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -37,6 +38,9 @@ from sac_runner.trackers.base import (
     short_reason,
     write_ids,
 )
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 LOCAL_STORE = Path("outputs") / "mlflow"  # under the directory sac-train was started from
 PARENT_FILE = "mlflow_parent.json"  # in a multirun's directory: its parent run
@@ -105,6 +109,39 @@ def quiet_libraries() -> None:
     # a lost server would otherwise be retried for minutes at each request (the user's own settings win)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def experiment(client: MlflowClient, uri: str, name: str) -> str:
+    """The id of experiment `name`, created if need be (a local store keeps its artifacts beside its database)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    db = sqlite_path(uri)
+    location = (db.parent / "artifacts").absolute().as_uri() if db is not None else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created meanwhile by another job of the sweep
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def parent_run(client: MlflowClient, uri: str, experiment_id: str, sweep_dir: Path, group: str | None) -> str:
+    """The sweep's parent run: created by its first job, named in <sweep dir>/mlflow_parent.json."""
+    record = sweep_dir / PARENT_FILE
+    with file_lock(sweep_dir / f".{PARENT_FILE}.lock"):
+        try:
+            known = json.loads(record.read_text())
+            if known.get("tracking_uri") == uri and known.get("experiment_id") == experiment_id:
+                return str(known["run_id"])
+        except (OSError, ValueError, KeyError):
+            pass
+        group = group or str(sweep_dir)
+        tags = {"sweep": group, "sweep_dir": str(sweep_dir.absolute())}
+        parent = client.create_run(experiment_id, run_name=f"sweep {group}", tags=tags).info.run_id
+        record.write_text(json.dumps({"run_id": parent, "experiment_id": experiment_id, "tracking_uri": uri}))
+        return parent
 
 
 class MlflowTracker(Tracker):
@@ -220,10 +257,11 @@ class MlflowTracker(Tracker):
                     f"mlflow: the run was recorded in {previous.get('tracking_uri')}; this session records to "
                     f"a new run in {self.uri}"
                 )
-            self.experiment_id = self._experiment(str(self.settings.get("experiment") or "sac_runner"))
+            self.experiment_id = experiment(self.client, self.uri, str(self.settings.get("experiment") or "sac_runner"))
             tags = {**run.tags(), "status": "running"}
             if run.sweep_dir is not None:
-                tags["mlflow.parentRunId"] = self._parent(run.sweep_dir)
+                parent = parent_run(self.client, self.uri, self.experiment_id, run.sweep_dir, run.group)
+                tags["mlflow.parentRunId"] = parent
             self.run_id = self.client.create_run(self.experiment_id, run_name=run.name, tags=tags).info.run_id
         write_ids(
             run.run_dir,
@@ -240,38 +278,6 @@ class MlflowTracker(Tracker):
         self.client.update_run(self.run_id, status="RUNNING")
         self.client.set_tag(self.run_id, "status", "running")
         self._log_config(known=r.data.params)
-
-    def _experiment(self, name: str) -> str:
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        db = sqlite_path(self.uri)
-        location = (db.parent / "artifacts").absolute().as_uri() if db is not None else None
-        try:
-            return self.client.create_experiment(name, artifact_location=location)
-        except Exception:  # created meanwhile by another job of the sweep
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return exp.experiment_id
-
-    def _parent(self, sweep_dir: Path) -> str:
-        """The sweep's parent run: created by its first job, named in <sweep dir>/mlflow_parent.json."""
-        record = sweep_dir / PARENT_FILE
-        with file_lock(sweep_dir / f".{PARENT_FILE}.lock"):
-            try:
-                known = json.loads(record.read_text())
-                if known.get("tracking_uri") == self.uri and known.get("experiment_id") == self.experiment_id:
-                    return str(known["run_id"])
-            except (OSError, ValueError, KeyError):
-                pass
-            group = self.info.group or str(sweep_dir)
-            tags = {"sweep": group, "sweep_dir": str(sweep_dir.absolute())}
-            parent = self.client.create_run(self.experiment_id, run_name=f"sweep {group}", tags=tags).info.run_id
-            record.write_text(
-                json.dumps({"run_id": parent, "experiment_id": self.experiment_id, "tracking_uri": self.uri})
-            )
-            return parent
 
     def _log_config(self, known: Mapping[str, str] | None = None) -> None:
         from mlflow.entities import Param
