@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks behind the README's "Speed on a GPU": the CUDA tests, then HalfCheetah-v5 at 256-256
+# The GPU checks behind "Speed on a GPU" in scripts/README.md: the CUDA tests, then HalfCheetah-v5 at 256-256
 # (batch 256, one gradient step per env step) with SB3 on the same GPU, sac_runner without CUDA graphs,
 # with them (the default) and with them plus compile=true, a breakdown of one loop step, and the
 # Pendulum-v1 learning check on the GPU.

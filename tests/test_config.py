@@ -12,7 +12,7 @@ from sac_runner.config import OPTIMIZERS, compose, migrate_legacy, validate
 from sac_runner.errors import ConfigError
 from sac_runner.runs import resume_config
 
-# the presets for the standard suites (README, "Presets")
+# the presets for the standard suites (README, "Environments and presets")
 STANDARD_PRESETS = [
     *(f"{task}-v5" for task in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")),
     *(f"{task}-v5" for task in ("InvertedPendulum", "InvertedDoublePendulum", "Reacher", "Pusher")),
