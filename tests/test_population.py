@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from sac_runner.config import compose
 from sac_runner.errors import TrainingError
 from sac_runner.sweeps import population_launcher
-from sac_runner.sweeps.population_launcher import describe_plan, is_member_key, job_ranges, plan_groups, shared_part
+from sac_runner.sweeps.population_plan import describe_plan, is_member_key, job_ranges, plan_groups, shared_part
 from sac_runner.training import steps
 from sac_runner.training.checkpoint import load_checkpoint
 from sac_runner.training.population import Population

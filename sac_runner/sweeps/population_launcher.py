@@ -14,240 +14,48 @@ off until tested on a cluster: SLURM_ENABLED).
 
 Every member is a Hydra job as the basic launcher makes it: its directory <sweep dir>/<job number> with .hydra/
 (config.yaml, hydra.yaml, overrides.yaml), Hydra's callbacks, and a JobReturn with the run's objective; so the grid
-sweeper, the Optuna sweeper and SweepCallback see no difference. How the members of a group train together:
-training/population.py.
+sweeper, the Optuna sweeper and SweepCallback see no difference. How the jobs are grouped: sweeps/population_plan.py;
+how a group runs (here, in a process of its own, on SLURM): sweeps/population_group.py; how the members of a group
+train together: training/population.py.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import pickle
-import subprocess
 import sys
-import tempfile
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.plugins import Plugins
-from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.core.utils import JobReturn, setup_globals
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sac_runner import rundir_lock
-from sac_runner.errors import ConfigError, fail
-from sac_runner.keys import MEMBER_KEYS, RESUME_OVERRIDABLE
-from sac_runner.rundir import CHECKPOINT_DIR, CONFIG_FILE, FAILED_FILE, SUMMARY_FILE, override_keys
+from sac_runner.errors import fail
+from sac_runner.keys import RESUME_OVERRIDABLE
+from sac_runner.rundir import CHECKPOINT_DIR, CONFIG_FILE, override_keys
+from sac_runner.sweeps.population_group import (
+    Group,
+    GroupJob,
+    GroupResult,
+    failed_return,
+    finished_return,
+    in_processes,
+    job_dir,
+    on_slurm,
+    run_group,
+)
+from sac_runner.sweeps.population_plan import describe_plan, job_ranges, plan_groups, shared_part
 
 # the name Hydra knows the launcher by (register_launcher; conf/hydra/launcher/population.yaml)
 PLUGIN_MODULE = "hydra_plugins.sac_runner_population"
 BACKENDS = ("local", "slurm")
-# each group as one SLURM job (_on_slurm): written, not yet tested on a cluster, so switched off (setup says so)
+# each group as one SLURM job (population_group.on_slurm): written, not yet tested on a cluster, so switched off
+# (setup says so)
 SLURM_ENABLED = False
 
 
-# ------------------------------------------------------------------------------------------------ grouping
-def is_member_key(key: str) -> bool:
-    """Whether the members of one population may differ in config key `key` (dotted)."""
-    return any(key == k or key.startswith(k + ".") for k in MEMBER_KEYS)
-
-
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """A config as {dotted key: value}; lists are values."""
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out or {prefix[:-1]: {}}
-    return {prefix[:-1]: tree}
-
-
-def shared_part(config: dict) -> dict[str, Any]:
-    """The part of a job's (resolved, hydra-less) config that the members of one population must share."""
-    return {k: v for k, v in _flat(config).items() if not is_member_key(k)}
-
-
-def first_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
-    """The first key (in a's order, then b's) whose value differs between two shared_part()s, or None."""
-    for key in [*a, *(k for k in b if k not in a)]:
-        if a.get(key, ...) != b.get(key, ...):
-            return key
-    return None
-
-
-def plan_groups(shared: Sequence[dict | None], max_members: int | None) -> tuple[list[list[int]], list[str]]:
-    """Group jobs (by position) into populations: each joins the first group whose jobs share its shared_part()
-    and that has room (max_members). A job whose config could not be composed (None) is a group of its own.
-    Returns the groups and the keys that set groups apart (each named once, in order of discovery)."""
-    groups: list[list[int]] = []
-    keys: list[str] = []
-    for i, part in enumerate(shared):
-        home = None
-        for g in groups:
-            head = shared[g[0]]
-            if part is None or head is None:
-                continue
-            diff = first_difference(head, part)
-            if diff is None:
-                if max_members is None or len(g) < max_members:
-                    home = g
-                    break
-            elif diff not in keys:
-                keys.append(diff)
-        if home is None:
-            groups.append([i])
-        else:
-            home.append(i)
-    return groups, keys
-
-
-def job_ranges(nums: Sequence[int]) -> str:
-    """Job numbers as ranges: 0-4,7,9-10."""
-    parts, start = [], None
-    for i, n in enumerate(nums):
-        if start is None:
-            start = n
-        if i + 1 == len(nums) or nums[i + 1] != n + 1:
-            parts.append(str(start) if start == n else f"{start}-{n}")
-            start = None
-    return ",".join(parts)
-
-
-def describe_plan(groups: list[list[int]], keys: list[str], max_members: int | None, parallel: str) -> str:
-    """The launcher's one line about its groups."""
-    n = sum(len(g) for g in groups)
-    if len(groups) == 1:
-        return f"[population] {n} job(s) as the members of one process"
-    why = []
-    if keys:
-        why.append(f"they differ in {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}, which a population shares")
-    if max_members is not None and any(len(g) == max_members for g in groups):
-        why.append(f"hydra.launcher.max_members={max_members}")
-    sizes = "; ".join(f"jobs {job_ranges(g)}" for g in groups)
-    return f"[population] {n} jobs in {len(groups)} groups ({sizes}): {' and '.join(why)}; {parallel}"
-
-
-# ------------------------------------------------------------------------------------------------ a group
-def _job_dir(config: DictConfig) -> Path:
-    """A job's directory as Hydra's run_job makes it: hydra.sweep.dir / hydra.sweep.subdir."""
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(config)
-    return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(OmegaConf.select(config, "hydra.sweep.subdir"))
-
-
-def _failed(config: DictConfig, error: BaseException) -> JobReturn:
-    """The JobReturn of a job that could not start."""
-    ret = JobReturn()
-    ret.overrides = list(OmegaConf.to_container(config.hydra.overrides.task))  # type: ignore[arg-type]
-    ret.cfg, ret.hydra_cfg = config, config
-    ret.return_value, ret.status = error, JobStatus.FAILED
-    return ret
-
-
-def _member_job(hydra_context, task_function, config: DictConfig) -> JobReturn:
-    """One member's whole job, in its own thread: lock its directory, then Hydra's run_job."""
-    job_dir = _job_dir(config)
-    try:
-        job_dir.mkdir(parents=True, exist_ok=True)
-        rundir_lock.acquire(job_dir)
-    except (OSError, ConfigError) as e:
-        message = e.strerror if isinstance(e, OSError) else str(e)
-        print(f"sac-train: job {config.hydra.job.num} not started: {message}", file=sys.stderr, flush=True)
-        return _failed(config, e)
-    try:
-        return run_job(
-            hydra_context=hydra_context,
-            task_function=task_function,
-            config=config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-    finally:
-        rundir_lock.release(job_dir)
-
-
-@dataclass
-class GroupResult:
-    """What a group's process hands back: each job's JobReturn (or the exception that ended its thread), and the
-    stop signal's name if SIGINT / SIGTERM stopped the population."""
-
-    outcomes: dict[int, Any]
-    stopped: str | None = None
-
-
-def run_group(
-    hydra_context, config: DictConfig, task_function, jobs: Sequence[tuple[int, Sequence[str]]], singleton_state=None
-) -> GroupResult:
-    """Train `jobs` ((job number, overrides)) as one population in this process."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from sac_runner.training.population import Population
-
-    if singleton_state is not None:  # in a process of its own
-        Singleton.set_state(singleton_state)
-    setup_globals()
-    outer = HydraConfig.instance().cfg
-    fns, names = [], []
-    for num, overrides in jobs:
-        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-        with open_dict(sweep_config):
-            sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
-            sweep_config.hydra.job.num = num
-        fns.append(functools.partial(_member_job, hydra_context, task_function, sweep_config))
-        names.append(str(num))
-    HydraConfig.instance().cfg = outer
-    population = Population(fns, names)
-    members = population.run()
-    outcomes = {num: m.result if m.error is None else m.error for (num, _), m in zip(jobs, members)}
-    return GroupResult(outcomes, population.stopped)
-
-
-class GroupJob:
-    """run_group as a picklable callable, for a group trained in a process of its own (a local subprocess, a
-    SLURM job through submitit)."""
-
-    def __init__(self, hydra_context, config: DictConfig, task_function, jobs) -> None:
-        self.hydra_context, self.config, self.task_function = hydra_context, config, task_function
-        self.jobs = [(int(n), list(o)) for n, o in jobs]
-        self.singleton_state = Singleton.get_state()
-
-    def __call__(self) -> GroupResult:
-        result = run_group(self.hydra_context, self.config, self.task_function, self.jobs, self.singleton_state)
-        for num, outcome in result.outcomes.items():
-            if isinstance(outcome, JobReturn):
-                outcome._return_value = _picklable(outcome._return_value)
-            else:
-                result.outcomes[num] = _picklable(outcome)
-        return result
-
-
-def _picklable(value: Any) -> Any:
-    """`value`, or, if it cannot be pickled (back to the launching process), a RuntimeError naming it."""
-    try:
-        pickle.dumps(value)
-        return value
-    except Exception:  # noqa: BLE001 - whatever it was, the launcher gets its type and message
-        return RuntimeError(f"{type(value).__name__}: {value}")
-
-
-def _child_main(path_in: str, path_out: str) -> None:
-    """`python -m sac_runner.sweeps.population_launcher IN OUT`: run the pickled GroupJob in IN, result to OUT."""
-    import cloudpickle
-
-    with open(path_in, "rb") as f:
-        job = pickle.load(f)
-    result = job()
-    with open(path_out + ".tmp", "wb") as f:
-        cloudpickle.dump(result, f)
-    os.replace(path_out + ".tmp", path_out)
-
-
-# ------------------------------------------------------------------------------------------------ the launcher
 class PopulationLauncher(Launcher):
     """Hydra Launcher (see the module doc). max_members: the largest group (None: no cap); n_parallel: groups
     training at once, each in a process of its own; backend: local, or slurm (each group one SLURM job, with the
@@ -336,15 +144,15 @@ class PopulationLauncher(Launcher):
                 cfg = self.job_config(overrides, num)
                 saved = None
                 if self.resume:
-                    job_dir = _job_dir(cfg)
-                    finished = _finished(job_dir, cfg)
+                    directory = job_dir(cfg)
+                    finished = finished_return(directory, cfg)
                     if finished is not None:
                         done[num] = finished
                         continue
-                    if (job_dir / CHECKPOINT_DIR / "last.pt").is_file() and (job_dir / CONFIG_FILE).is_file():
+                    if (directory / CHECKPOINT_DIR / "last.pt").is_file() and (directory / CONFIG_FILE).is_file():
                         # its own config.yaml, and the overrides a resume may change (a longer budget)
                         kept = [o for o in overrides if override_keys([o])[0] in RESUME_OVERRIDABLE]
-                        overrides, saved = [f"resume={job_dir}", *kept], job_dir / CONFIG_FILE
+                        overrides, saved = [f"resume={directory}", *kept], directory / CONFIG_FILE
                 jobs.append((num, overrides))
                 parts.append(self.shared(cfg, saved))
         finally:
@@ -362,9 +170,9 @@ class PopulationLauncher(Launcher):
         if groups:
             print(describe_plan([[n for n, _ in g] for g in groups], keys, self.max_members, how), flush=True)
         if self.backend == "slurm":
-            results = self._on_slurm(groups)
+            results = on_slurm(groups, self._group_job, self._lost, self.slurm, str(self.config.hydra.sweep.dir))
         elif self.n_parallel > 1 and len(groups) > 1:
-            results = self._in_processes(groups)
+            results = in_processes(groups, self.n_parallel, self._group_job, self._lost)
         else:
             results = []
             for g in groups:
@@ -410,95 +218,13 @@ class PopulationLauncher(Launcher):
         raise SystemExit(128 + signal.Signals[signal_name].value)
 
     # ------------------------------------------------------------------ groups in other processes
-    def _group_job(self, group) -> GroupJob:
+    def _group_job(self, group: Group) -> GroupJob:
         assert self.config is not None
         return GroupJob(self.hydra_context, self.config, self.task_function, group)
 
-    def _in_processes(self, groups) -> list[GroupResult]:
-        """Each group in a child process of its own, n_parallel at a time; after a stop signal no new one starts."""
-        import cloudpickle
-
-        results: list[GroupResult] = []
-        pending = list(groups)
-        running: list[tuple[subprocess.Popen, str, list]] = []
-        with tempfile.TemporaryDirectory(prefix="sac-population-") as tmp:
-            while pending or running:
-                while pending and len(running) < self.n_parallel and not any(r.stopped for r in results):
-                    group = pending.pop(0)
-                    path = os.path.join(tmp, f"group-{group[0][0]}")
-                    with open(path + ".in", "wb") as f:
-                        cloudpickle.dump(self._group_job(group), f)
-                    cmd = [sys.executable, "-m", __name__, path + ".in", path + ".out"]
-                    running.append((subprocess.Popen(cmd), path + ".out", group))
-                if not running:
-                    break
-                proc, out, group = running.pop(0)
-                code = _wait(proc)
-                if os.path.exists(out):
-                    with open(out, "rb") as f:
-                        results.append(pickle.load(f))
-                else:  # the child died (kill -9, out of memory): its members' JobReturns say so
-                    error = RuntimeError(f"the population's process ended with status {code} before it finished")
-                    results.append(GroupResult({n: _failed(self.job_config(o, n), error) for n, o in group}))
-        return results
-
-    def _on_slurm(self, groups) -> list[GroupResult]:
-        """Each group one SLURM job through submitit, with hydra/launcher=slurm's settings."""
-        import shutil
-
-        import submitit
-        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-        assert self.config is not None
-        if shutil.which("sbatch") is None:
-            fail(
-                "hydra/launcher=population_slurm submits with sbatch, which is not on PATH; run the sweep on a SLURM "
-                "login node (or scripts/slurm_cluster.sh for a single-node cluster here)"
-            )
-        params = dict(self.slurm)
-        folder = str(params.pop("submitit_folder", f"{self.config.hydra.sweep.dir}/.submitit/%j"))
-        executor = submitit.AutoExecutor(
-            cluster="slurm", folder=folder, slurm_max_num_timeout=params.pop("max_num_timeout", 0)
-        )
-        base = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
-        jobs = [executor.submit(self._group_job(group)) for group in groups]
-        results: list[GroupResult] = []
-        for job, group in zip(jobs, groups):
-            try:
-                results.append(job.results()[0])
-            except Exception as e:  # noqa: BLE001 - the SLURM job itself failed: each member's JobReturn says so
-                results.append(GroupResult({n: _failed(self.job_config(o, n), e) for n, o in group}))
-        return results
-
-
-def _finished(job_dir: Path, cfg: DictConfig) -> JobReturn | None:
-    """The JobReturn of a job that finished in an earlier session (its summary.json, not interrupted), else None."""
-    import json
-    import math
-
-    try:
-        summary = json.loads((job_dir / SUMMARY_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if summary.get("interrupted") or summary.get("pruned") or (job_dir / FAILED_FILE).exists():
-        return None
-    ret = JobReturn()
-    ret.overrides = list(OmegaConf.to_container(cfg.hydra.overrides.task))  # type: ignore[arg-type]
-    ret.cfg, ret.hydra_cfg = cfg, cfg
-    value = summary.get("objective")
-    ret.return_value = float(value) if value is not None else math.nan
-    ret.status = JobStatus.COMPLETED
-    return ret
-
-
-def _wait(proc: subprocess.Popen) -> int:
-    """The child's exit status; a Ctrl-C here reaches the child too (same process group): wait for it to save."""
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            continue
+    def _lost(self, group: Group, error: BaseException) -> GroupResult:
+        """The result of a group whose process ended without one: each member's JobReturn names `error`."""
+        return GroupResult({n: failed_return(self.job_config(o, n), error) for n, o in group})
 
 
 def register_launcher() -> None:
@@ -514,7 +240,3 @@ def register_launcher() -> None:
     setattr(module, PopulationLauncher.__name__, registered)
     sys.modules[PLUGIN_MODULE] = module
     plugins.register(registered)
-
-
-if __name__ == "__main__":
-    _child_main(sys.argv[1], sys.argv[2])
