@@ -21,8 +21,9 @@ from sac_runner.agent.networks import ACTIVATIONS
 from sac_runner.errors import ConfigError
 from sac_runner.objectives import OBJECTIVES
 from sac_runner.presets import SUITES, register_env_configs, suite, unknown_env_message
+from sac_runner.trackers import check as check_logger
 
-__all__ = ["ConfigError", "compose", "migrate_legacy", "validate", "validate_env"]
+__all__ = ["ConfigError", "compose", "hydra_overrides", "migrate_legacy", "validate", "validate_env"]
 
 OPTIMIZERS = ("actor_optimizer", "critic_optimizer", "entropy_coef_optimizer")
 CONFIG_MODULE = "sac_runner.conf"
@@ -30,11 +31,22 @@ CONFIG_MODULE = "sac_runner.conf"
 
 def compose(*overrides: str) -> DictConfig:
     """The config `sac-train <overrides>` runs with, before validation and without Hydra's own keys: the env
-    presets and every registered Gymnasium id are `env=` options, as for sac-train (presets.register_env_configs).
-    For scripts and tests; validate() it before building anything from it."""
+    presets and every registered Gymnasium id are `env=` options, as for sac-train (presets.register_env_configs),
+    and env.kwargs.<name>=<value> adds a keyword argument (hydra_overrides). For scripts and tests; validate() it
+    before building anything from it."""
     register_env_configs()
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+        return hydra_compose("config", overrides=hydra_overrides(list(overrides)))
+
+
+ENV_KWARGS = "env.kwargs."
+
+
+def hydra_overrides(overrides: list[str]) -> list[str]:
+    """Overrides in the form Hydra takes them: `env.kwargs.<name>=<value>`, the form sac-train --help documents,
+    becomes `++env.kwargs.<name>=<value>` (add or replace). env.kwargs holds gymnasium.make's keyword arguments,
+    which no config file can list, and Hydra refuses a plain override of a key that is not there yet."""
+    return [f"++{o}" if o.startswith(ENV_KWARGS) and "=" in o[len(ENV_KWARGS) :] else o for o in overrides]
 
 
 def migrate_legacy(cfg: DictConfig) -> DictConfig:
@@ -218,6 +230,24 @@ def validate_env(cfg: DictConfig) -> None:
     _CHECKED_ENVS.add(key)
 
 
+def gradient_steps(total_steps: int, learning_starts: int, n_envs: int, utd_ratio: float) -> int:
+    """How many gradient steps a run makes: algorithm.utd_ratio per env step collected from learning_starts
+    on, counted in steps of n_envs (as training/trainer.py's learn() owes them)."""
+    first = -(-learning_starts // n_envs)  # the first collection (in steps of n_envs) that is learnt from
+    last = -(-total_steps // n_envs) - 1
+    return int(max(0, last - first + 1) * n_envs * utd_ratio)
+
+
+def _check_gradient_steps(algo: DictConfig) -> None:
+    total, starts = algo.total_steps, algo.learning_starts
+    if gradient_steps(total, starts, algo.n_envs, algo.utd_ratio) == 0:
+        raise ConfigError(
+            f"algorithm.total_steps={total} leaves no gradient step after the algorithm.learning_starts={starts} "
+            f"random warm-up steps (algorithm.utd_ratio={algo.utd_ratio:g}); raise algorithm.total_steps or lower "
+            f"algorithm.learning_starts, e.g. algorithm.learning_starts={total // 2}"
+        )
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Check types and ranges of every key we use, normalising numbers in place (after migrate_legacy). Returns cfg."""
     migrate_legacy(cfg)
@@ -229,7 +259,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         if _get(cfg, "threads") != "auto":
             _int(cfg, "threads", 1, "1 (or threads=auto)")
         if _get(cfg, "compile") is not None:  # None: a run config from before the key existed
-            _choice(cfg, "compile", [False, True])
+            _choice(cfg, "compile", ["auto", False, True])
         if _get(cfg, "cuda_graph") is not None:
             _choice(cfg, "cuda_graph", [False, True])
         _choice(cfg, "objective.metric", list(OBJECTIVES))
@@ -256,6 +286,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         _int(cfg, f"{a}.eval_interval", 1, min(5000, total))
         _int(cfg, f"{a}.nb_evals", 1, 10)
         _int(cfg, f"{a}.log_interval", 1, 1000)
+        _check_gradient_steps(cfg.algorithm)
 
         _sizes(cfg, "architecture.actor_hidden_sizes")
         _sizes(cfg, "architecture.critic_hidden_sizes")
@@ -267,5 +298,6 @@ def validate(cfg: DictConfig) -> DictConfig:
         for name in OPTIMIZERS:
             _optimizer(cfg, name)
 
+        check_logger(cfg)  # the logger.* keys (sac_runner/trackers/settings.py)
         validate_env(cfg)
     return cfg

@@ -23,6 +23,9 @@ def parallel_jobs() -> int:
     if not is_multirun():
         return 1
     hc = hydra_config()
+    if uses_launcher(hc, "sac_runner_population") and hc.launcher.get("backend") == "local":
+        n = int(hc.launcher.get("n_parallel") or 1)  # groups training at once, each a process (population.yaml)
+        return max(1, min(n, available_cores()))
     if not uses_launcher(hc, "joblib"):
         return 1  # basic launcher: one job at a time; submitit: each job has its own cpus_per_task
     cores = available_cores()
@@ -33,16 +36,24 @@ def parallel_jobs() -> int:
 
 
 # below this width a gradient step is bound by per-operation overhead, and a second thread only adds
-# synchronisation: measured with scripts/gemm_ceiling.py on 2 cores (README, "Threads"), 64-64 networks
+# synchronisation: measured with scripts/gemm_ceiling.py on 2 cores (scripts/README.md, Threads), 64-64 networks
 # gained nothing from 2 threads, 256-256 ones took 30% less time per update
 MIN_WIDTH_FOR_THREADS = 256
 
 
+def passive_wait() -> bool:
+    """Whether torch's OpenMP threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE, which sac_runner sets when
+    it is imported before torch). Spinning ones took 3 to 30 times longer than one thread with 1 to 3 other
+    CPU-bound processes on 2 cores (scripts/threads_under_load.py; scripts/README.md, "Threads under load")."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
 def resolve_threads(value, widest_layer: int = MIN_WIDTH_FOR_THREADS) -> int:
     """`threads` as a number: an integer as given; for "auto", 1 for networks narrower than
-    MIN_WIDTH_FOR_THREADS, else this job's share of the cores (all of them for a lone run)."""
+    MIN_WIDTH_FOR_THREADS or when OpenMP's threads would spin while they wait (passive_wait), else this job's
+    share of the cores (all of them for a lone run)."""
     if isinstance(value, str) and value == "auto":
-        if widest_layer < MIN_WIDTH_FOR_THREADS:
+        if widest_layer < MIN_WIDTH_FOR_THREADS or not passive_wait():
             return 1
         return max(1, available_cores() // parallel_jobs())
     return int(value)

@@ -236,15 +236,15 @@ def test_a_full_disk_at_a_checkpoint_is_one_clear_error(make_trainer, tmp_path):
 def test_a_failing_tensorboard_write_is_one_clear_error(make_trainer, tmp_path, monkeypatch):
     import errno
 
-    import sac_runner.training.logger as logger_module
+    import sac_runner.trackers.tensorboard as tb_module
 
-    class FullDiskWriter(logger_module.SummaryWriter):
+    class FullDiskWriter(tb_module.SummaryWriter):
         def add_scalar(self, tag, value, step=None, *args, **kwargs):
             if step is not None and step > 200:  # as the writer thread reports it, at the next call
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "tensorboard" / "events"))
             return super().add_scalar(tag, value, step, *args, **kwargs)
 
-    monkeypatch.setattr(logger_module, "SummaryWriter", FullDiskWriter)  # a full disk, seen by TensorBoard
+    monkeypatch.setattr(tb_module, "SummaryWriter", FullDiskWriter)  # a full disk, seen by TensorBoard
     with pytest.raises(TrainingError) as e:
         make_trainer(tmp_path).train()
     assert str(e.value) == (

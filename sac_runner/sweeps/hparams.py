@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams, scalar, text
 from torch.utils.tensorboard.writer import FileWriter
 
+from sac_runner import trackers
 from sac_runner.keys import NOT_HPARAMS
+from sac_runner.rundir import read_evals
 
 FILE_NAME = "events.out.tfevents.9999999999.sac_runner.hparams"
 METRICS = ("hparams/final", "hparams/best", "hparams/objective", "hparams/pruned")
@@ -70,16 +72,18 @@ def hyperparameters(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def write(cfg: DictConfig, run_dir: str | Path, summary: dict | None = None) -> Path | None:
     """(Re)write the run's HParams event file; with `summary` (the end of training) also its metrics.
     A failed write is not worth stopping a run for: it returns None."""
+    if "tensorboard" not in trackers.selected(cfg):  # logger=[...] without tensorboard
+        return None
     run_dir = Path(run_dir)
     tb = run_dir / "tensorboard"
     hp = hyperparameters(cfg, run_dir)
     metrics = {m: math.nan for m in METRICS}
     step = 0
     if summary is not None:
-        evals = summary.get("evals") or []
+        evals = read_evals(summary.get("evals"))  # either form summary.json has held
         objective = summary.get("objective")
         metrics = {
-            "hparams/final": float(evals[-1][1]) if evals else math.nan,
+            "hparams/final": evals[-1].mean if evals else math.nan,
             "hparams/best": float(summary.get("best_return", math.nan)) if evals else math.nan,
             "hparams/objective": math.nan if objective is None else float(objective),
             "hparams/pruned": 1.0 if summary.get("pruned") else 0.0,

@@ -16,10 +16,13 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sac_runner import rundir_lock
 from sac_runner.errors import ConfigError, TrialFailed, TrialPruned, fail
 from sac_runner.hydra_mode import hydra_config, uses_launcher, uses_optuna
 from sac_runner.rundir import FAILED_FILE, PRUNED_FILE, check_writable_dir
+from sac_runner.sweeps import slurm as slurm_messages
 from sac_runner.sweeps.plan import describe_jobs, planned_jobs, rerun_command
+from sac_runner.training.population import current_member
 
 
 def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
@@ -39,6 +42,23 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
     names the jobs not started (stopped_sweep_message); a second Ctrl-C ends it the same way, with status 130."""
     hc = hydra_config()
     job_dir = Path(hc.runtime.output_dir)
+    try:  # one writer per job directory (rundir_lock.py); one in use is left as it is
+        job_dir.mkdir(parents=True, exist_ok=True)
+        rundir_lock.acquire(job_dir)
+    except (OSError, ConfigError) as e:
+        line = f"job {hc.job.num} not started ({job_dir}): {e.strerror if isinstance(e, OSError) else e}"
+        print(f"sac-train: {line}", file=sys.stderr, flush=True)
+        if uses_optuna(hc):
+            raise TrialFailed(line) from None
+        return float("nan")
+    try:
+        return _run_job(cfg, run, hc, job_dir)
+    finally:
+        rundir_lock.release(job_dir)
+
+
+def _run_job(cfg: DictConfig, run: Callable[[DictConfig], float], hc, job_dir: Path) -> float:
+    """run_job's work, with the job directory locked."""
     (job_dir / FAILED_FILE).unlink(missing_ok=True)  # from an earlier sweep into the same directory
     (job_dir / PRUNED_FILE).unlink(missing_ok=True)
     try:
@@ -60,7 +80,9 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], float]) -> float:
     except SystemExit as e:
         if e.code in (0, None):
             raise
-        if not uses_launcher(hc, "submitit"):  # this process runs the sweep: it ends here
+        # this process runs the sweep: it ends here; a job run by submitit or as a population's member is
+        # recorded (the population's launcher ends the sweep after all its members have stopped)
+        if not (uses_launcher(hc, "submitit") or current_member() is not None):
             print(stopped_sweep_message(cfg, hc), file=sys.stderr, flush=True)
             raise
         code = e.code if isinstance(e.code, int) else 1
@@ -150,6 +172,7 @@ class SweepCallback(Callback):
                 "hydra/launcher=slurm submits with sbatch, which is not on PATH; run the sweep on a SLURM login "
                 "node (or scripts/slurm_cluster.sh for a single-node cluster here), or use hydra/launcher=parallel"
             )
+        slurm_messages.before_sweep(config.hydra)  # submitit's sacct warnings: one line, not 3 per poll
         try:
             check_writable_dir(
                 config.hydra.sweep.dir,

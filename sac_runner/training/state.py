@@ -5,6 +5,7 @@ a checkpoint (checkpoint.py) and back."""
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -31,6 +32,12 @@ class Progress:
     evals: list = field(default_factory=list)  # [env_steps, mean, std, min, max]
     next_eval: int = 0  # env steps of the next evaluation and of the next training log
     next_log: int = 0
+    # seconds spent training over all sessions, from env step timed_from_step on (> 0: resumed from a
+    # checkpoint written before runs were timed)
+    train_seconds: float = 0.0
+    timed_from_step: int = 0
+    # the gradient step from which the update is the compiled one (training/steps.py; None: not chosen)
+    compiled_from: int | None = None
 
 
 @dataclass
@@ -117,18 +124,32 @@ class RunState:
         self.ep_return = np.zeros(n)
         self.ep_length = np.zeros(n, dtype=np.int64)
         self.stats: dict | None = None  # the last gradient step's statistics (logged at each log interval)
+        self.session = (time.perf_counter(), 0.0)  # this session's start and the run's seconds before it
+
+    def start_session(self, start: float) -> None:
+        """Training (re)starts at time `start` (time.perf_counter()): the run's clock goes on from there."""
+        self.session = (start, self.progress.train_seconds)
 
     def summary(self, run_dir: Path, wall: float, steps: int) -> dict:
-        """The run's summary (what `sac-train` prints and writes to summary.json), for `steps` env steps in
-        `wall` seconds."""
+        """The run's summary (what `sac-train` prints and writes to summary.json) after this session's `steps`
+        env steps in `wall` seconds: env_steps, updates, wall_time_s and steps_per_second cover the whole run
+        (its seconds from step timed_from_step on), `session` this session alone."""
         p = self.progress
+        p.train_seconds = self.session[1] + wall
         return dict(
             run_dir=str(run_dir),
             env_id=self.cfg.env.id,
             env_steps=p.env_steps,
             updates=p.updates,
-            wall_time_s=wall,
-            steps_per_second=steps / max(wall, 1e-9),
+            wall_time_s=p.train_seconds,
+            steps_per_second=(p.env_steps - p.timed_from_step) / max(p.train_seconds, 1e-9),
+            timed_from_step=p.timed_from_step,
+            session=dict(
+                first_step=p.env_steps - steps,
+                env_steps=steps,
+                wall_time_s=wall,
+                steps_per_second=steps / max(wall, 1e-9),
+            ),
             best_return=p.best_return,
             best_step=p.best_step,
             last_return=p.last_return,
@@ -156,7 +177,7 @@ class RunState:
             act_dim=self.act_dim,
             config=dict(OmegaConf.to_container(self.cfg, resolve=True)),  # type: ignore[arg-type]
             agent=self.agent.state_dict(),
-            progress=vars(self.progress).copy(),
+            progress={**vars(self.progress), "train_seconds": self.session[1] + time.perf_counter() - self.session[0]},
             resume=resume,
         )
 
@@ -184,6 +205,8 @@ class RunState:
         for k, v in ckpt.progress.items():
             if k in known:  # keys a later version may add are left alone
                 setattr(p, k, v)
+        if "train_seconds" not in ckpt.progress:  # written before runs were timed: time from here on
+            p.timed_from_step = p.env_steps
         # host state (RNG states must be CPU byte tensors), also from a checkpoint loaded with map_location="cuda"
         r = to_host(ckpt.resume)
         try:

@@ -24,9 +24,10 @@ from sac_runner.training.checkpoint import save_checkpoint
 from sac_runner.training.evaluation import evaluate, record_checkpoint_video
 from sac_runner.training.hooks import Evaluation, Hook
 from sac_runner.training.logger import RunLogger, first_non_finite
+from sac_runner.training.population import join_population
 from sac_runner.training.signals import StopSignals
 from sac_runner.training.state import Resumed, RunState, seed_everything
-from sac_runner.training.steps import loop_steps
+from sac_runner.training.steps import CompiledUpdateStep, compiled_update_wanted, loop_steps
 
 __all__ = ["Evaluation", "Hook", "Trainer", "TrainingError"]
 
@@ -61,19 +62,21 @@ class Trainer:
         self.act_dim = flat_size(self.envs.single_action_space)
         self.scaler = ActionScaler(self.envs.single_action_space)
         self.agent = make_agent(cfg, obs_dim, self.act_dim, self.device)
-        # on a GPU the update and the collection policy are captured as CUDA graphs (steps.py)
-        graphs = self.device.type == "cuda" and cfg.get("cuda_graph") is not False
-        if cfg.get("compile"):  # opt-in torch.compile of the losses; on a GPU without our graphs, torch's own
-            self.agent.compile("reduce-overhead" if self.device.type == "cuda" and not graphs else None)
         capacity = min(self.algo.buffer_size, self.algo.total_steps + self.algo.n_envs)
         self.buffer = ReplayBuffer(capacity, obs_dim, self.act_dim, self.device, seed=cfg.seed)
-        self.update_step, self.policy = loop_steps(
-            self.agent, self.buffer, self.algo.batch_size, self.algo.n_envs, obs_dim, graphs
-        )
         self.state = RunState(cfg, self.agent, self.buffer, self.envs, obs_dim, self.act_dim)
         self.progress = self.state.progress
+        # on a GPU the update and the collection policy are captured as CUDA graphs; the update may be the
+        # compiled one (config compile; steps.py)
+        graphs = self.device.type == "cuda" and cfg.get("cuda_graph") is not False
+        compiled = compiled_update_wanted(cfg, self.agent, self.device)
+        self.update_step, self.policy = loop_steps(
+            self.agent, self.buffer, self.algo.batch_size, self.algo.n_envs, obs_dim, graphs, compiled, self.progress
+        )
+        self.compiled_step = self.update_step if isinstance(self.update_step, CompiledUpdateStep) else None
         self.resumed: Resumed | None = None
-        self.logger = RunLogger(self.run_dir, self.algo.total_steps, f"SAC {cfg.env.id}", bool(cfg.progress))
+        self.logger = RunLogger(self.run_dir, self.algo.total_steps, f"SAC {cfg.env.id}", bool(cfg.progress), cfg)
+        join_population(self)  # a member of hydra/launcher=population: its update is the population's (population.py)
 
     def resume(self, ckpt, source: str | None = None) -> Resumed:
         """Continue from a Checkpoint of this run's last.pt (read from `source`)."""
@@ -99,7 +102,10 @@ class Trainer:
         """
         algo, p, log = self.algo, self.progress, self.logger
         self.start()
+        if isinstance(self.compiled_step, CompiledUpdateStep):  # build the compiled update in the background now
+            self.compiled_step.start()
         start, start_steps = time.perf_counter(), p.env_steps
+        self.state.start_session(start)
         with StopSignals() as stop, log.reporting_write_failures():
             while p.env_steps < algo.total_steps:
                 self.collect()
@@ -127,12 +133,16 @@ class Trainer:
             path = self.run_dir / "videos" / "best_agent.mp4"
             record_checkpoint_video(self.agent.actor, self.ckpt_dir / "best.pt", self.cfg.env, path, seed, self.device)
             summary["video"] = str(path)
+        log.finish(summary, p.evals)  # the trackers record the outcome; summary["trackers"]: where
         log.close()
         return summary
 
     def summary(self, wall: float, steps: int) -> dict:
         """What `sac-train` prints and writes to summary.json, for `steps` env steps in `wall` seconds."""
-        return self.state.summary(self.run_dir, wall, steps)
+        summary = self.state.summary(self.run_dir, wall, steps)
+        # which update trained (compiled or eager), and the seconds the compiled one took to build
+        summary.update(self.compiled_step.report() if self.compiled_step else CompiledUpdateStep.EAGER)
+        return summary
 
     # ---------------------------------------------------------------- its steps
     def collect(self) -> None:
