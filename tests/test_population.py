@@ -264,8 +264,9 @@ def test_ctrl_c_stops_a_population_and_one_command_resumes_it(tmp_path):
     assert "hydra.launcher.resume=true" in command and f"hydra.sweep.dir={sweep}" in command
     stopped = [json.loads((sweep / str(j) / "summary.json").read_text()) for j in range(3)]
     assert all(s["interrupted"] == "SIGINT" for s in stopped)
-    steps = stopped[0]["env_steps"]
-    assert all(s["env_steps"] == steps for s in stopped)  # in lockstep
+    # before the population's graph takes over, members take turns: each stops at its own step and saves it
+    assert all(s["env_steps"] > 0 and s["env_steps"] < 100000 for s in stopped)
+    steps = max(s["env_steps"] for s in stopped)
     # the printed command, with a budget that ends soon (a resume may change algorithm.total_steps)
     argv = [
         a.replace("algorithm.total_steps=100000", f"algorithm.total_steps={steps + 300}") for a in shlex.split(command)

@@ -258,7 +258,9 @@ def test_the_table_counts_the_presets_runs_and_says_why_other_rows_have_none(tin
     assert rows["Pendulum-v1"][5:] == ["not yet measured", "none recorded", "-"]
     final = read_evals(json.loads((tiny_run / "summary.json").read_text())["evals"])[-1].mean
     assert rows["CartPoleContinuous-v1"][5] == f"{results.fmt_return(final)} (1 seed)"  # not the other lr
-    assert rows["CartPoleContinuous-v1"][7].endswith(f"({cpu_model()}, 1 core; niced, on a shared core)")
+    cpus = json.loads((tiny_run / "summary.json").read_text())["cpus"]  # as the run had them
+    cores = f"{cpus} core{'' if cpus == 1 else 's'}"
+    assert rows["CartPoleContinuous-v1"][7].endswith(f"({cpu_model()}, {cores}; niced, on a shared core)")
     assert "TODO" not in table
 
     # once the preset changes, its old runs are not counted but said to be there
