@@ -45,6 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sac_runner.rundir import cpu_model
+
 IMPLEMENTATIONS = ("sac_runner", "sb3", "sbx")
 # sac_runner with compile=false: its eager update, beside the compiled one (compile=true after --)
 EAGER = "sac_runner_eager"
@@ -340,17 +342,6 @@ def child(args) -> None:
 
 
 # ------------------------------------------------------------------------------------------ parent
-def cpu_model() -> str:
-    """The CPU's model name (Linux), which every speed figure must come with."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def default_core() -> int | None:

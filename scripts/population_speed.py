@@ -26,22 +26,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from sac_runner.rundir import cpu_model
 
 
 def sweep(kind: str, seeds: int, cores: int, sweep_dir: Path, extra: list[str], env: dict) -> dict:
