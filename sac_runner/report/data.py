@@ -113,16 +113,20 @@ def find_runs(paths: list[Path]) -> list[Path]:
             return
         if depth >= 6:
             return
-        try:
-            children = sorted((c for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")), key=_natural)
-        except OSError:
-            return
-        for c in children:
+        for c in _subdirs(d):
             visit(c, depth + 1)
 
     for p in paths:
         visit(p, 0)
     return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _subdirs(d: Path) -> list[Path]:
+    """d's subdirectories in natural order, hidden ones left out; none where d cannot be read."""
+    try:
+        return sorted((c for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")), key=_natural)
+    except OSError:
+        return []
 
 
 def sweep_dirs(paths: list[Path]) -> list[Path]:
@@ -135,11 +139,7 @@ def sweep_dirs(paths: list[Path]) -> list[Path]:
             found.append(d.resolve())
         if depth >= 6 or is_job_dir(d):
             return
-        try:
-            children = sorted((c for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")), key=_natural)
-        except OSError:
-            return
-        for c in children:
+        for c in _subdirs(d):
             visit(c, depth + 1)
 
     for p in paths:
