@@ -127,28 +127,11 @@ def run_sb3(cfg) -> dict:
     from sac_runner.training.evaluation import evaluate
 
     algo, arch = cfg.algorithm, cfg.architecture
-    train_freq, gradient_steps = sb3_schedule(cfg, "SB3")
-    ent_coef = f"auto_{algo.init_entropy_coef}" if algo.entropy_mode == "auto" else float(algo.init_entropy_coef)
     env = make_env(cfg.env)
     model = SAC(
         "MlpPolicy",
         env,
-        learning_rate=float(cfg.actor_optimizer.lr),
-        buffer_size=int(algo.buffer_size),
-        learning_starts=int(algo.learning_starts),
-        batch_size=int(algo.batch_size),
-        tau=float(algo.tau),
-        gamma=float(algo.discount),
-        train_freq=train_freq,
-        gradient_steps=gradient_steps,
-        ent_coef=ent_coef,
-        target_entropy="auto" if algo.target_entropy is None else float(algo.target_entropy),
-        policy_kwargs={
-            "net_arch": {"pi": list(arch.actor_hidden_sizes), "qf": list(arch.critic_hidden_sizes)},
-            "n_critics": int(arch.n_critics),
-            "activation_fn": ACTIVATIONS[arch.activation],
-        },
-        seed=int(cfg.seed),
+        **sac_kwargs(cfg, "SB3", ACTIVATIONS[arch.activation]),
         device=str(cfg.device),  # cpu, cuda or auto, as sac_runner's side
         verbose=0,
     )
@@ -209,28 +192,11 @@ def run_sbx(cfg) -> dict:
     from sac_runner.training.evaluation import evaluate
 
     algo, arch = cfg.algorithm, cfg.architecture
-    train_freq, gradient_steps = sb3_schedule(cfg, "SBX")
     activations = {"relu": linen.relu, "tanh": linen.tanh, "elu": linen.elu, "gelu": linen.gelu, "silu": linen.silu}
-    ent_coef = f"auto_{algo.init_entropy_coef}" if algo.entropy_mode == "auto" else float(algo.init_entropy_coef)
     model = SAC(
         "MlpPolicy",
         make_env(cfg.env),
-        learning_rate=float(cfg.actor_optimizer.lr),
-        buffer_size=int(algo.buffer_size),
-        learning_starts=int(algo.learning_starts),
-        batch_size=int(algo.batch_size),
-        tau=float(algo.tau),
-        gamma=float(algo.discount),
-        train_freq=train_freq,
-        gradient_steps=gradient_steps,
-        ent_coef=ent_coef,
-        target_entropy="auto" if algo.target_entropy is None else float(algo.target_entropy),
-        policy_kwargs={
-            "net_arch": {"pi": list(arch.actor_hidden_sizes), "qf": list(arch.critic_hidden_sizes)},
-            "n_critics": int(arch.n_critics),
-            "activation_fn": activations[arch.activation],
-        },
-        seed=int(cfg.seed),
+        **sac_kwargs(cfg, "SBX", activations[arch.activation]),
         verbose=0,
     )
     eval_envs = make_vector_env(cfg.env, int(algo.nb_evals))
@@ -285,6 +251,31 @@ def run_sbx(cfg) -> dict:
         "updates": int(model._n_updates),
         **steady,
     }
+
+
+def sac_kwargs(cfg, who: str, activation_fn) -> dict:
+    """The keyword arguments SB3's SAC and SBX's SAC (one interface) take from the config: the same
+    hyperparameters, networks, schedule (sb3_schedule) and seed as sac_runner's side."""
+    algo, arch = cfg.algorithm, cfg.architecture
+    train_freq, gradient_steps = sb3_schedule(cfg, who)
+    return dict(
+        learning_rate=float(cfg.actor_optimizer.lr),
+        buffer_size=int(algo.buffer_size),
+        learning_starts=int(algo.learning_starts),
+        batch_size=int(algo.batch_size),
+        tau=float(algo.tau),
+        gamma=float(algo.discount),
+        train_freq=train_freq,
+        gradient_steps=gradient_steps,
+        ent_coef=f"auto_{algo.init_entropy_coef}" if algo.entropy_mode == "auto" else float(algo.init_entropy_coef),
+        target_entropy="auto" if algo.target_entropy is None else float(algo.target_entropy),
+        policy_kwargs={
+            "net_arch": {"pi": list(arch.actor_hidden_sizes), "qf": list(arch.critic_hidden_sizes)},
+            "n_critics": int(arch.n_critics),
+            "activation_fn": activation_fn,
+        },
+        seed=int(cfg.seed),
+    )
 
 
 def sb3_schedule(cfg, who: str) -> tuple[int, int]:
